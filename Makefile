@@ -1,0 +1,46 @@
+# ars-engine: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := ffmpeg espeak-ng sox
+# command that proves each package is present (same order as APT_PACKAGES)
+APT_COMMANDS := ffmpeg espeak-ng sox
+
+.PHONY: setup system-packages demo test lint bench clean
+
+setup: system-packages $(STAMP)
+
+# Installs the system packages only when one of their commands is missing (idempotent).
+system-packages:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing system packages (missing:$$missing)"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	else echo "setup: system packages present ($(APT_PACKAGES))"; fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/ars-engine demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check ars_engine tests bench
+	$(BIN)/mypy ars_engine
+
+bench: setup
+	$(BIN)/python bench/bench_interpreter.py
+
+clean:
+	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis

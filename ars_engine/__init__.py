@@ -1,0 +1,3 @@
+"""ars-engine: an outbound ARS telephony engine (YAML DTMF scenarios, Korean prompts)."""
+
+__version__ = "0.1.0"

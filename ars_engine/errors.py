@@ -1,0 +1,67 @@
+"""The exception hierarchy. One base, ``ArsError``; subclasses say what the caller can do.
+
+Secrets never go into an exception message: messages name parameters and steps, not values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ArsError(Exception):
+    """Base of every error raised by ars-engine."""
+
+
+class ConfigError(ArsError):
+    """Bad configuration (file or environment)."""
+
+
+class ScenarioError(ArsError):
+    """One problem in a scenario file, located at file:line:column.
+
+    ``code`` is a stable identifier (``unknown-step-kind``, ``unreachable-step``…) that tests and
+    tools can match on; ``message`` says what is wrong and what was expected.
+    """
+
+    def __init__(self, path: str, line: int, column: int, code: str, message: str) -> None:
+        self.path = path
+        self.line = line  # 1-based
+        self.column = column  # 1-based
+        self.code = code
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message} [{self.code}]"
+
+
+class ScenarioInvalid(ArsError):
+    """A scenario failed validation; ``errors`` holds every problem found, in file order."""
+
+    def __init__(self, errors: Iterable[ScenarioError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.path, e.line, e.column, e.code))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class ParameterError(ArsError):
+    """A call's parameters do not match the scenario's declaration (names the parameter)."""
+
+
+class MediaError(ArsError):
+    """A prompt could not be rendered or loaded."""
+
+
+class TtsError(MediaError):
+    """A TTS engine failed (the caller may fall back to another engine)."""
+
+
+class ChannelError(ArsError):
+    """The telephony channel failed (network, backend)."""
+
+
+class CalleeHangup(ChannelError):
+    """The person hung up; raised by any channel operation once the call is gone."""
+
+
+class ScenarioLimitExceeded(ArsError):
+    """A call hit the step or wall-time bound of its scenario."""

@@ -1,0 +1,1 @@
+"""Media: prompt catalogue, TTS, audio codecs, digits/amounts from clips, DTMF, recording."""

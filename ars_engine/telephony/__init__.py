@@ -1,0 +1,1 @@
+"""Telephony: the Channel seam, outcome mapping and the backends."""
