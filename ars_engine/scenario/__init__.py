@@ -1,0 +1,1 @@
+"""The scenario language: model, loader, validator, interpreter and step kinds."""
