@@ -71,13 +71,13 @@ class Interpreter:
         call_id = call_id or getattr(channel, "call_id", None) or uuid.uuid4().hex[:16]
         variables.update(call_id=call_id, scenario=scenario.name, last_outcome="",
                          last_input="")
-        if len(self._static) < len(self._static_parts):
-            self.prerender()
         ctx = CallContext(scenario, channel, self.media, self.core, variables, call_id,
                           self._static)
         count = 0
         error: str | None = None
         try:
+            if len(self._static) < len(self._static_parts):
+                self.prerender()
             async with asyncio.timeout(scenario.max_seconds + REAL_TIME_GRACE):
                 count = await self._loop(ctx)
         except TimeoutError:

@@ -8,7 +8,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .reader import is_identifier, suggest
-from .steps.base import ParseContext, Use
+from .parsing import ParseContext, Use
 from .templating import Template
 
 PART_KINDS = ("prompt", "text", "digits", "amount", "file", "silence")

@@ -21,6 +21,7 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+_YAML11_BOOLS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 Items = dict[str, tuple[ScalarNode, Node]]
 
@@ -68,6 +69,8 @@ class Reader:
                 and isinstance(node.value[0][0], ScalarNode) and node.value[0][1].tag == _NULL):
             # `text: {name}` unquoted: YAML reads a flow mapping, not a template.
             hint = f"; to use the template {{{node.value[0][0].value}}}, quote it: \"{{...}}\""
+        if node.tag == _BOOL and isinstance(node, ScalarNode) and node.value.lower() in _YAML11_BOOLS:
+            hint = f"; YAML reads {node.value} as a boolean: quote it as \"{node.value}\""
         if node.tag == _NULL and "key" in expected:
             hint = "; note that # starts a YAML comment: quote it as \"#\""
         self.error(node, "wrong-type", f"{what}: expected {expected}, got {describe(node)}{hint}")
@@ -80,8 +83,9 @@ class Reader:
             return None
         items: Items = {}
         for key_node, value_node in node.value:
+            # Keys are read as written: `on:` is a YAML 1.1 boolean but means the transitions.
             if not isinstance(key_node, ScalarNode) or key_node.tag == _NULL:
-                self.error(key_node, "wrong-type", f"{what}: keys must be text, got {describe(key_node)}")
+                self.wrong_type(key_node, f"{what} key", "text")
                 continue
             key = str(key_node.value)
             if key in items:

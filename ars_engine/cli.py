@@ -1,0 +1,199 @@
+"""``ars-engine``: validate, simulate, prompts render, hash-secret, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+
+import click
+
+from .config import Settings
+from .errors import ArsError, ParameterError, ScenarioInvalid
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ArsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _media(settings: Settings, online: bool | None = None):  # type: ignore[no-untyped-def]
+    from .media.library import MediaLibrary
+
+    try:
+        return MediaLibrary.default(settings.root, online=settings.tts_online if online is None
+                                    else online, cache_dir=settings.media_cache)
+    except ArsError as exc:
+        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from exc
+
+
+@click.group()
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """ars-engine: an outbound ARS telephony engine (YAML DTMF scenarios, Korean prompts)."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Validate scenario files; print every problem as file:line:column and exit 1 if any."""
+    from .media.catalogue import Catalogue
+    from .scenario.loader import load_scenario
+
+    settings = _settings()
+    try:
+        catalogue = Catalogue.load(settings.root / "prompts" / "ko.yaml")
+    except ArsError as exc:
+        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from exc
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    errors = 0
+    for path in files:
+        try:
+            scenario = load_scenario(path, prompts=catalogue)
+        except ScenarioInvalid as exc:
+            errors += len(exc.errors)
+            for err in exc.errors:
+                click.echo(str(err))
+            continue
+        click.echo(f"{path}: ok ({scenario.name}, {len(scenario.steps)} steps)")
+    if errors:
+        click.echo(f"{errors} problem(s) in {len(files)} file(s)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("scenario_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A scenario parameter (repeatable).")
+@click.option("--keys", "-k", "keys", multiple=True, metavar="CUE",
+              help="Keys the callee types, in order: KEYS at the next gather ('' = silence), "
+                   "@SECONDS=KEYS at an offset, after:PROMPT_ID=KEYS after a prompt ended.")
+@click.option("--hangup-at", type=float, default=None, help="The callee hangs up at SECONDS.")
+@click.option("--wav", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write what the callee heard (default recordings/sim/…).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...],
+             hangup_at: float | None, wav: Path | None, as_json: bool) -> None:
+    """Run a scenario without a phone and print its timeline."""
+    from .scenario.corehttp import AiohttpCoreClient
+    from .scenario.interpreter import Interpreter
+    from .scenario.loader import load_scenario
+    from .telephony.simulated import KeyScript, SimulatedChannel
+
+    settings = _settings()
+    media = _media(settings)
+    try:
+        scenario = load_scenario(scenario_path, prompts=media.catalogue)
+    except ScenarioInvalid as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(1)
+    given: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{name}' is not NAME=VALUE", param_hint="--param")
+        given[name.strip()] = value
+    try:
+        script = KeyScript.parse(list(keys), hangup_at)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keys") from exc
+    call_id = "sim-" + uuid.uuid4().hex[:8]
+    rec_dir = settings.recordings_dir / "sim"
+    channel = SimulatedChannel(script, call_id=call_id, recordings_dir=rec_dir)
+
+    async def run():  # type: ignore[no-untyped-def]
+        core = AiohttpCoreClient(signing_secret=settings.core_signing_secret)
+        try:
+            return await Interpreter(scenario, media, core=core).run(channel, given,
+                                                                     call_id=call_id)
+        finally:
+            await core.close()
+
+    try:
+        result = asyncio.run(run())
+    except ParameterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    wav = wav or rec_dir / f"{scenario.name}-{call_id}.wav"
+    channel.write_heard_wav(wav)
+    if as_json:
+        click.echo(json.dumps({**result.as_dict(), "heard_wav": str(wav)}, ensure_ascii=False,
+                              indent=2))
+    else:
+        click.echo(f"{scenario.name}: {scenario.title}")
+        click.echo(result.describe())
+        click.echo(f"heard: {wav}")
+        for path in result.recordings:
+            click.echo(f"recording: {path}")
+
+
+@main.group()
+def prompts() -> None:
+    """The prompt catalogue."""
+
+
+@prompts.command("render")
+@click.option("--online/--offline", default=None,
+              help="Use gTTS (falls back to espeak-ng); default from ARS_TTS_ONLINE.")
+def prompts_render(online: bool | None) -> None:
+    """Pre-render every catalogue prompt and digit/amount clip into the cache."""
+    settings = _settings()
+    media = _media(settings, online)
+    total = len(list(media.catalogue.ids())) + len(list(media.clips.ids()))
+    with click.progressbar(length=total, label="rendering prompts", file=sys.stderr,
+                           show_pos=True, item_show_func=lambda s: s or "") as bar:
+        state = {"done": 0}
+
+        def progress(done: int, _total: int, current: str) -> None:
+            bar.current_item = current  # type: ignore[attr-defined]
+            bar.update(done - state["done"])
+            state["done"] = done
+
+        report = media.render_all(progress)
+    click.echo(f"{report.total} prompts and clips: {report.rendered} rendered, {report.cached} "
+               f"from cache, {report.recorded} from recorded files, {len(report.failed)} failed "
+               f"({report.seconds:.1f} s); cache: {media.cache_dir}")
+    for prompt_id, error in report.failed:
+        click.echo(f"failed: {prompt_id}: {error}", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+@main.command("hash-secret")
+@click.option("--salt", default=None, help="Salt (default: random).")
+@click.option("--scheme", type=click.Choice(["sha256", "pbkdf2_sha256"]), default="sha256",
+              show_default=True)
+def hash_secret(salt: str | None, scheme: str) -> None:
+    """Read a value from standard input and print its salted hash (for hash parameters)."""
+    from .scenario.secrets import make_hash
+
+    value = sys.stdin.readline().strip()
+    if not value:
+        raise click.ClickException("no value on standard input")
+    click.echo(make_hash(value, salt, scheme=scheme))
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the heard WAVs (default recordings/demo).")
+def demo(out: Path | None) -> None:
+    """Simulate every shipped scenario on its passing and failing paths; print a summary."""
+    from .demo import run_demo
+
+    settings = _settings()
+    ok = run_demo(settings, _media(settings), out or settings.recordings_dir / "demo")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
