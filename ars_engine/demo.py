@@ -87,6 +87,14 @@ async def _run_all(media: MediaLibrary, out: Path, scenarios_dir: Path
     return rows
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the current folder when it is inside it (shorter table rows)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def run_demo(settings: Settings, media: MediaLibrary, out: Path) -> bool:
     """Run every demo case, print the summary table; True when every outcome was expected."""
     started = time.perf_counter()
@@ -95,7 +103,7 @@ def run_demo(settings: Settings, media: MediaLibrary, out: Path) -> bool:
     click.echo(f"  {report.total} prompts and clips ready ({report.rendered} rendered now, "
                f"{report.seconds:.1f} s)", err=True)
     rows = asyncio.run(_run_all(media, out, settings.root / "scenarios"))
-    header = f"{'scenario':<30} {'path':<26} {'expected':<14} {'outcome':<14} {'ok':<3} heard WAV"
+    header = f"{'scenario':<30} {'path':<28} {'expected':<14} {'outcome':<14} {'ok':<3} heard WAV"
     click.echo("")
     click.echo(header)
     click.echo("-" * len(header))
@@ -105,8 +113,8 @@ def run_demo(settings: Settings, media: MediaLibrary, out: Path) -> bool:
             case.expected_result is None
             or all(result.result.get(k) == v for k, v in case.expected_result.items()))
         failures += not ok
-        click.echo(f"{case.scenario:<30} {case.name:<26} {case.expected_outcome:<14} "
-                   f"{result.outcome:<14} {'✓' if ok else '✗':<3} {wav}")
+        click.echo(f"{case.scenario:<30} {case.name:<28} {case.expected_outcome:<14} "
+                   f"{result.outcome:<14} {'✓' if ok else '✗':<3} {_shown(wav)}")
         if not ok:
             click.echo(f"    result: {json.dumps(result.result, ensure_ascii=False)}"
                        f" error: {result.error}")

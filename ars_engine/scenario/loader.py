@@ -93,18 +93,20 @@ def _read(root: Node, r: Reader, prompts: Container[str] | None,
         DEFAULT_MAX_STEPS, DEFAULT_MAX_SECONDS)
     defaults = _defaults(r, top["defaults"][1]) if "defaults" in top else GatherDefaults()
     ctx = ParseContext(r, prompts, base_dir)
-    steps = _steps(r, top["steps"][1], ctx) if "steps" in top else {}
+    all_ids: set[str] = set()
+    steps = _steps(r, top["steps"][1], ctx, all_ids) if "steps" in top else {}
     for step in steps.values():
         if isinstance(step, Gather):
             step.finalize(defaults.first_digit_timeout, defaults.inter_digit_timeout,
                           defaults.total_timeout, defaults.finish_key, defaults.barge_in)
-            if step.first_digit_timeout is None:
+            missing = [name for name in ("first_digit_timeout", "inter_digit_timeout")
+                       if getattr(step, name) is None]
+            if missing:
                 r.error(step.kind_node, "gather-without-timeouts",
-                        f"step '{step.id}': gather has no first_digit_timeout (and no "
-                        "inter_digit_timeout); set them here or in defaults.gather so the call "
-                        "cannot wait forever")
-    start = _step_ref(r, top, "start", steps) if "start" in top else next(iter(steps), None)
-    on_hangup = _step_ref(r, top, "on_hangup", steps) if "on_hangup" in top else None
+                        f"step '{step.id}': gather has no {' and no '.join(missing)}; set it "
+                        "here or in defaults.gather so the call cannot wait forever")
+    start = _step_ref(r, top, "start", all_ids) if "start" in top else next(iter(steps), None)
+    on_hangup = _step_ref(r, top, "on_hangup", all_ids) if "on_hangup" in top else None
     if "steps" in top and not steps and isinstance(top["steps"][1], MappingNode):
         r.error(top["steps"][1], "invalid-value", "steps: the scenario has no step")
     if name is None or start is None:
@@ -113,7 +115,7 @@ def _read(root: Node, r: Reader, prompts: Container[str] | None,
                         params=params, steps=steps, start=start, on_hangup=on_hangup,
                         max_steps=max_steps, max_seconds=max_seconds, gather_defaults=defaults,
                         base_dir=base_dir)
-    validate(scenario, ctx)
+    validate(scenario, ctx, all_ids)
     return scenario
 
 
@@ -122,7 +124,7 @@ def _optional_text(r: Reader, top: dict[str, tuple[Node, Node]], key: str) -> st
 
 
 def _step_ref(r: Reader, top: dict[str, tuple[Node, Node]], key: str,
-              steps: dict[str, Step]) -> str | None:
+              steps: set[str]) -> str | None:
     node = top[key][1]
     target = r.text(node, key)
     if target is not None and steps and target not in steps:
@@ -220,9 +222,10 @@ def _defaults(r: Reader, node: Node) -> GatherDefaults:
     return GatherDefaults(**values)  # type: ignore[arg-type]
 
 
-def _steps(r: Reader, node: Node, ctx: ParseContext) -> dict[str, Step]:
+def _steps(r: Reader, node: Node, ctx: ParseContext, all_ids: set[str]) -> dict[str, Step]:
     steps: dict[str, Step] = {}
     items = r.mapping(node, "steps", duplicate_code="duplicate-step")
+    all_ids.update(items or {})
     for step_id, (key_node, value) in (items or {}).items():
         if r.identifier(key_node, "step id") is None:
             continue

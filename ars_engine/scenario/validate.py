@@ -28,19 +28,24 @@ if TYPE_CHECKING:
 BUILTIN_VARIABLES = ("call_id", "scenario", "last_outcome", "last_input")
 
 
-def validate(scenario: Scenario, ctx: ParseContext) -> None:
-    """Add every problem of ``scenario`` to ``ctx.reader.errors``."""
-    _transitions(scenario, ctx)
-    if ctx.reader.errors:
+def validate(scenario: Scenario, ctx: ParseContext, all_ids: set[str] | None = None) -> None:
+    """Add every problem of ``scenario`` to ``ctx.reader.errors``.
+
+    ``all_ids`` holds every step id written, including steps that failed to parse: a transition
+    to one of those is not reported again as an unknown target.
+    """
+    all_ids = set(scenario.steps) if all_ids is None else all_ids
+    before = len(ctx.reader.errors)
+    _transitions(scenario, ctx, all_ids)
+    complete = len(ctx.reader.errors) == before and all_ids == set(scenario.steps)
+    if complete:
         # Reachability and cycles on a broken graph would only repeat the same problem.
-        _variables(scenario, ctx)
-        return
-    _reachability(scenario, ctx)
-    _cycles(scenario, ctx)
+        _reachability(scenario, ctx)
+        _cycles(scenario, ctx)
     _variables(scenario, ctx)
 
 
-def _transitions(scenario: Scenario, ctx: ParseContext) -> None:
+def _transitions(scenario: Scenario, ctx: ParseContext, all_ids: set[str]) -> None:
     r = ctx.reader
     steps = scenario.steps
     for step in steps.values():
@@ -71,6 +76,8 @@ def _transitions(scenario: Scenario, ctx: ParseContext) -> None:
                         f"on: {{{outcome}: <step>}} or next: <step>")
                 continue
             if target not in steps:
+                if target in all_ids:
+                    continue  # that step has its own error already
                 r.error(node, "unknown-target",
                         f"{what}: there is no step '{target}'{suggest(target, steps)}")
                 continue

@@ -89,7 +89,7 @@ class Gather(Step):
         if self.first_digit_timeout is None:
             self.first_digit_timeout = first
         if self.inter_digit_timeout is None:
-            self.inter_digit_timeout = inter if inter is not None else self.first_digit_timeout
+            self.inter_digit_timeout = inter
         if self.total_timeout is None:
             self.total_timeout = total
         if self.finish_key is None:
