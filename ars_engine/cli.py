@@ -8,11 +8,16 @@ import logging
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import Settings
 from .errors import ArsError, ParameterError, ScenarioInvalid
+
+if TYPE_CHECKING:
+    from .media.library import MediaLibrary
+    from .scenario.timeline import CallResult
 
 
 def _settings() -> Settings:
@@ -22,7 +27,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _media(settings: Settings, online: bool | None = None):  # type: ignore[no-untyped-def]
+def _media(settings: Settings, online: bool | None = None) -> MediaLibrary:
     from .media.library import MediaLibrary
 
     try:
@@ -112,7 +117,7 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
     rec_dir = settings.recordings_dir / "sim"
     channel = SimulatedChannel(script, call_id=call_id, recordings_dir=rec_dir)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> CallResult:
         core = AiohttpCoreClient(signing_secret=settings.core_signing_secret)
         try:
             return await Interpreter(scenario, media, core=core).run(channel, given,
@@ -155,7 +160,7 @@ def prompts_render(online: bool | None) -> None:
         state = {"done": 0}
 
         def progress(done: int, _total: int, current: str) -> None:
-            bar.current_item = current  # type: ignore[attr-defined]
+            bar.current_item = current
             bar.update(done - state["done"])
             state["done"] = done
 

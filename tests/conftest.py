@@ -40,7 +40,8 @@ class ToneTts:
 @pytest.fixture
 def tone_media(tmp_path: Path) -> MediaLibrary:
     """The shipped catalogue rendered by :class:`ToneTts` into a temporary cache."""
-    return MediaLibrary(Catalogue.load(PROMPTS / "ko.yaml"), Catalogue.load(PROMPTS / "clips_ko.yaml"),
+    return MediaLibrary(Catalogue.load(PROMPTS / "ko.yaml"),
+                        Catalogue.load(PROMPTS / "clips_ko.yaml"),
                         ToneTts(), tmp_path / "cache", tmp_path / "recorded")
 
 

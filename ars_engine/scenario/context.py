@@ -24,9 +24,23 @@ class CallContext:
     """Variables, timeline and services of one call. Created by the interpreter per run."""
 
     __slots__ = (
-        "call_id", "channel", "core", "finished", "hung_up", "media", "outcome", "recording",
-        "recordings", "result", "retry_counts", "scenario", "static_prompts", "step",
-        "timeline", "variables", "_now",
+        "_now",
+        "call_id",
+        "channel",
+        "core",
+        "finished",
+        "hung_up",
+        "media",
+        "outcome",
+        "recording",
+        "recordings",
+        "result",
+        "retry_counts",
+        "scenario",
+        "static_prompts",
+        "step",
+        "timeline",
+        "variables",
     )
 
     def __init__(self, scenario: Scenario, channel: Channel, media: MediaLibrary,

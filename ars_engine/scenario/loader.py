@@ -22,7 +22,7 @@ from .model import (
     ParamType,
     Scenario,
 )
-from .reader import Reader, suggest
+from .reader import Items, Reader, suggest
 from .steps import STEP_KINDS, Step
 from .steps.base import ParseContext
 from .steps.finish import Hangup
@@ -119,11 +119,11 @@ def _read(root: Node, r: Reader, prompts: Container[str] | None,
     return scenario
 
 
-def _optional_text(r: Reader, top: dict[str, tuple[Node, Node]], key: str) -> str:
+def _optional_text(r: Reader, top: Items, key: str) -> str:
     return (r.text(top[key][1], key, allow_numbers=True) or "") if key in top else ""
 
 
-def _step_ref(r: Reader, top: dict[str, tuple[Node, Node]], key: str,
+def _step_ref(r: Reader, top: Items, key: str,
               steps: set[str]) -> str | None:
     node = top[key][1]
     target = r.text(node, key)
@@ -163,7 +163,7 @@ def _params(r: Reader, node: Node) -> dict[str, Param]:
                     f"{what}: unknown type '{type_name}'{suggest(type_name, kinds)}; expected one "
                     f"of {', '.join(kinds)}")
             continue
-        default = None
+        default: str | int | None = None
         if "default" in items:
             dnode = items["default"][1]
             if ptype.is_secret:
@@ -259,7 +259,7 @@ def _steps(r: Reader, node: Node, ctx: ParseContext, all_ids: set[str]) -> dict[
     return steps
 
 
-def _transitions(r: Reader, step: Step, body: dict[str, tuple[Node, Node]], what: str) -> None:
+def _transitions(r: Reader, step: Step, body: Items, what: str) -> None:
     if isinstance(step, Hangup):
         step.has_next = "next" in body
     if "next" in body:

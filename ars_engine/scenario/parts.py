@@ -7,8 +7,8 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .reader import is_identifier, suggest
 from .parsing import ParseContext, Use
+from .reader import is_identifier, suggest
 from .templating import Template
 
 PART_KINDS = ("prompt", "text", "digits", "amount", "file", "silence")
@@ -116,7 +116,8 @@ def _parse_part(node: Node, ctx: ParseContext, what: str) -> Part | None:
 def _prompt(prompt_id: str, node: Node, ctx: ParseContext, what: str) -> PromptPart | None:
     if not is_identifier(prompt_id):
         ctx.reader.error(node, "invalid-value",
-                         f"{what}: '{prompt_id}' is not a prompt id (lowercase letters, digits, _); "
+                         f"{what}: '{prompt_id}' is not a prompt id (lowercase letters, digits, "
+                         "_); "
                          "for inline text write {text: \"…\"}")
         return None
     if ctx.prompts is not None and prompt_id not in ctx.prompts:

@@ -69,14 +69,16 @@ class Reader:
                 and isinstance(node.value[0][0], ScalarNode) and node.value[0][1].tag == _NULL):
             # `text: {name}` unquoted: YAML reads a flow mapping, not a template.
             hint = f"; to use the template {{{node.value[0][0].value}}}, quote it: \"{{...}}\""
-        if node.tag == _BOOL and isinstance(node, ScalarNode) and node.value.lower() in _YAML11_BOOLS:
+        if (node.tag == _BOOL and isinstance(node, ScalarNode)
+                and node.value.lower() in _YAML11_BOOLS):
             hint = f"; YAML reads {node.value} as a boolean: quote it as \"{node.value}\""
         if node.tag == _NULL and "key" in expected:
             hint = "; note that # starts a YAML comment: quote it as \"#\""
         self.error(node, "wrong-type", f"{what}: expected {expected}, got {describe(node)}{hint}")
 
     # -- structure ----------------------------------------------------------------------------
-    def mapping(self, node: Node, what: str, *, duplicate_code: str = "duplicate-key") -> Items | None:
+    def mapping(self, node: Node, what: str, *,
+                duplicate_code: str = "duplicate-key") -> Items | None:
         """The mapping's items by key; reports duplicates and non-text keys."""
         if not isinstance(node, MappingNode):
             self.wrong_type(node, what, "a mapping")
@@ -167,10 +169,12 @@ class Reader:
 
     def _in_range(self, node: Node, what: str, value: Any, minimum: Any, maximum: Any) -> Any:
         if minimum is not None and value < minimum:
-            self.error(node, "invalid-value", f"{what}: must be at least {minimum}, got {node.value}")
+            self.error(node, "invalid-value",
+                       f"{what}: must be at least {minimum}, got {node.value}")
             return None
         if maximum is not None and value > maximum:
-            self.error(node, "invalid-value", f"{what}: must be at most {maximum}, got {node.value}")
+            self.error(node, "invalid-value",
+                       f"{what}: must be at most {maximum}, got {node.value}")
             return None
         return value
 

@@ -47,7 +47,7 @@ class Secret:
     def __hash__(self) -> int:  # hashable but never by value
         return id(self)
 
-    def __reduce__(self) -> object:  # never pickled in clear
+    def __reduce__(self) -> str:  # never pickled in clear
         raise TypeError("a Secret cannot be pickled")
 
 

@@ -74,7 +74,7 @@ class Template:
         """The value: a single ``{name}`` keeps its type (Secret, int); a template built with a
         secret becomes a Secret; otherwise text."""
         if self.is_single_variable:
-            return variables.get(self.parts[0][0], "")  # type: ignore[index]
+            return variables.get(self.parts[0][0], "")
         secret = False
         out = []
         for p in self.parts:

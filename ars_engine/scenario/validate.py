@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .parsing import ParseContext, Use
 from .reader import suggest
-from .steps.base import ParseContext, Use
 from .steps.check import Check
 from .steps.gather import Gather
 from .steps.retry import Retry

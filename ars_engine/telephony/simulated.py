@@ -45,7 +45,8 @@ class KeyCue:
         return f"KeyCue({len(self.keys)} keys {where})"
 
 
-_CUE = re.compile(r"^(?:@(?P<at>\d+(?:\.\d+)?)=|after:(?P<after>[a-z0-9_]+)=)?(?P<keys>[0-9*#A-D]*)$")
+_CUE = re.compile(
+    r"^(?:@(?P<at>\d+(?:\.\d+)?)=|after:(?P<after>[a-z0-9_]+)=)?(?P<keys>[0-9*#A-D]*)$")
 
 
 def parse_cue(text: str) -> KeyCue:
@@ -245,7 +246,7 @@ class SimulatedChannel(Channel):
         if self._capture:
             if pcm is None and prompt is not None:
                 pcm = prompt.pcm()
-            target_ms = int(round(t * 1000))
+            target_ms = round(t * 1000)
             if pcm is None:
                 pcm = bytes(max(target_ms - self._heard_ms, 0) * BYTES_PER_MS)
             self._heard.append(pcm)

@@ -79,8 +79,8 @@ async def test_silence_times_out_at_the_first_digit_timeout(tone_media: MediaLib
     assert result.outcome == "failed"
     ends = [e.detail["end"] for e in result.timeline if e.kind == "gather_ended"]
     assert ends == ["first_digit_timeout"] * 3
-    prompt_end = [e.t_ms for e in result.timeline if e.kind == "prompt_ended"][0]
-    gather_end = [e.t_ms for e in result.timeline if e.kind == "gather_ended"][0]
+    prompt_end = next(e.t_ms for e in result.timeline if e.kind == "prompt_ended")
+    gather_end = next(e.t_ms for e in result.timeline if e.kind == "gather_ended")
     assert gather_end - prompt_end == 5000
 
 
@@ -95,7 +95,7 @@ async def test_barge_in_key_stops_the_prompt_and_counts(tone_media: MediaLibrary
     # The first key arrives 0.5 s into the gather prompt: the prompt stops there and the four
     # keys typed from then on make the code.
     result, _ = await run(TYPE_C, tone_media, {"code": "1234"}, ["@0.5=1234"])
-    ended = [e for e in result.timeline if e.kind == "prompt_ended"][0]
+    ended = next(e for e in result.timeline if e.kind == "prompt_ended")
     assert ended.detail == {"played_ms": 500, "interrupted": True}
     assert result.outcome == "success"
 
@@ -104,7 +104,7 @@ async def test_keys_during_a_prompt_without_barge_in_are_discarded(
         tone_media: MediaLibrary) -> None:
     text = TYPE_C.replace("secret: true", "secret: true\n      barge_in: false")
     result, _ = await run(text, tone_media, {"code": "1234"}, ["@0.2=1234", "1234"])
-    ended = [e for e in result.timeline if e.kind == "prompt_ended"][0]
+    ended = next(e for e in result.timeline if e.kind == "prompt_ended")
     assert ended.detail["interrupted"] is False
     # The keys typed over the prompt were dropped; the scripted gather keys then succeeded.
     assert [e.detail["passed"] for e in result.timeline if e.kind == "check"] == [True]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from yaml.nodes import Node
 
-from ..parsing import ParseContext, Use, VarDef, VarUse
+from ..parsing import ParseContext
 
 if TYPE_CHECKING:
     from ..context import CallContext
@@ -53,7 +53,7 @@ class Step:
         """Run the step; return its outcome (ignored for terminal steps)."""
         raise NotImplementedError
 
-    def cancel(self) -> None:  # noqa: B027 - optional hook
+    def cancel(self) -> None:
         """Release what an interrupted run holds (most kinds hold nothing)."""
 
     def __repr__(self) -> str:

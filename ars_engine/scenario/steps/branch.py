@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node
 
-from .base import ParseContext, Step, Use, register
+from ..parsing import ParseContext, Use
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext

@@ -1,4 +1,4 @@
-"""``check``: compare input with a value (constant time), a salted hash, a pattern, or ask the core."""
+"""``check``: compare input with a value (constant time), a salted hash, a pattern, or the core."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import Node
 
+from ..parsing import ParseContext, Use
 from ..secrets import constant_time_equals, reveal, verify_hash
 from ..templating import Template
-from .base import ParseContext, Step, Use, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext
@@ -62,7 +63,8 @@ class Check(Step):
                 try:
                     self.pattern = re.compile(text)
                 except re.error as exc:
-                    r.error(node, "invalid-value", f"{what}.pattern: not a regular expression: {exc}")
+                    r.error(node, "invalid-value",
+                            f"{what}.pattern: not a regular expression: {exc}")
         else:
             self._parse_remote(node, ctx, f"{what}.remote")
 

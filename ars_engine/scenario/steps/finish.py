@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node, ScalarNode
 
+from ..parsing import ParseContext, Use
 from ..reader import is_identifier
 from ..templating import Template
-from .base import ParseContext, Step, Use, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext

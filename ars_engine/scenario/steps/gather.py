@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from yaml.nodes import Node
 
 from ...telephony.channel import DTMF_KEYS, CollectEnd, CollectSpec
+from ..parsing import ParseContext, VarDef
 from ..parts import Part, parse_parts
 from ..secrets import MASK, Secret
-from .base import ParseContext, Step, VarDef, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext
@@ -61,7 +62,7 @@ class Gather(Step):
             self.min_digits = self.max_digits = count
         else:
             self.max_digits = hi if hi is not None else (lo if lo is not None else 1)
-            self.min_digits = lo if lo is not None else (1 if hi is None else 1)
+            self.min_digits = lo if lo is not None else 1
             if lo is not None and hi is not None and lo > hi:
                 r.error(get["min_digits"], "invalid-value",
                         f"{what}: min_digits ({lo}) is greater than max_digits ({hi})")

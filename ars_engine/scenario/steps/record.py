@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import MappingNode, Node
 
+from ..parsing import ParseContext
 from ..reader import is_identifier
-from .base import ParseContext, Step, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext

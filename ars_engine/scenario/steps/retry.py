@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node
 
+from ..parsing import ParseContext
 from ..parts import Part, parse_parts
-from .base import ParseContext, Step, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext

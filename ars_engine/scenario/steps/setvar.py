@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node
 
+from ..parsing import ParseContext, Use, VarDef
 from ..templating import Template
-from .base import ParseContext, Step, Use, VarDef, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext

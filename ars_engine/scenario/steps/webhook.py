@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node
 
+from ..parsing import ParseContext, Use, VarDef
 from ..templating import Template
-from .base import ParseContext, Step, Use, VarDef, register
+from .base import Step, register
 
 if TYPE_CHECKING:
     from ..context import CallContext
@@ -52,7 +53,8 @@ class Webhook(Step):
                 if template is not None:
                     self.data[key] = template
         if "save" in items:
-            for var, (key_node, node) in (r.mapping(items["save"][1], f"{what}.save") or {}).items():
+            saves = r.mapping(items["save"][1], f"{what}.save") or {}
+            for var, (key_node, node) in saves.items():
                 field = r.text(node, f"{what}.save.{var}")
                 if r.identifier(key_node, f"{what}.save variable") and field is not None:
                     self.save[var] = field
