@@ -61,7 +61,9 @@ class Reader:
             line, column = 1, 1
         else:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
-        self.errors.append(ScenarioError(self.path, line, column, code, message))
+        error = ScenarioError(self.path, line, column, code, message)
+        if not any(str(e) == str(error) for e in self.errors[-8:]):  # one report per spot
+            self.errors.append(error)
 
     def wrong_type(self, node: Node, what: str, expected: str) -> None:
         hint = ""
