@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from yaml.nodes import Node
 
 from ..parsing import ParseContext
+from ..reader import Items
 
 if TYPE_CHECKING:
     from ..context import CallContext
@@ -36,6 +37,15 @@ class Step:
 
     def parse(self, value: Node, ctx: ParseContext) -> None:
         raise NotImplementedError
+
+    def read_mapping(self, value: Node, ctx: ParseContext, allowed: tuple[str, ...],
+                     required: tuple[str, ...] = ()) -> Items | None:
+        """The kind's value as a mapping, with unknown and missing keys reported."""
+        what = f"step '{self.id}': {self.kind}"
+        items = ctx.reader.mapping(value, what)
+        if items is not None:
+            ctx.reader.check_keys(items, what, allowed, required=required, owner=self.kind_node)
+        return items
 
     def outcomes(self) -> tuple[str, ...]:
         """Every outcome :meth:`run` may return."""

@@ -29,11 +29,9 @@ class Branch(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': branch"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, BRANCH_KEYS, ("var", "cases", "default"))
         if items is None:
             return
-        r.check_keys(items, what, BRANCH_KEYS, required=("var", "cases", "default"),
-                     owner=self.kind_node)
         if "var" in items:
             self.var = ctx.variable(items["var"][1], f"{what}.var", Use.BRANCH)
         if "cases" in items:

@@ -39,10 +39,9 @@ class Check(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': check"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, CHECK_KEYS, ("input",))
         if items is None:
             return
-        r.check_keys(items, what, CHECK_KEYS, required=("input",), owner=self.kind_node)
         modes = [m for m in MODES if m in items]
         if len(modes) != 1:
             r.error(self.kind_node, "missing-key" if not modes else "invalid-value",

@@ -40,10 +40,9 @@ class Finish(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': finish"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, FINISH_KEYS, ("outcome",))
         if items is None:
             return
-        r.check_keys(items, what, FINISH_KEYS, required=("outcome",), owner=self.kind_node)
         if "outcome" in items:
             self.outcome = _outcome(items["outcome"][1], ctx, f"{what}.outcome") or self.outcome
         if "result" in items:
@@ -78,14 +77,12 @@ class Hangup(Step):
         self.has_next = False
 
     def parse(self, value: Node, ctx: ParseContext) -> None:
-        r = ctx.reader
         what = f"step '{self.id}': hangup"
         if value.tag == "tag:yaml.org,2002:null":
             return
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, ("outcome",))
         if items is None:
             return
-        r.check_keys(items, what, ("outcome",), owner=self.kind_node)
         if "outcome" in items:
             self.outcome = _outcome(items["outcome"][1], ctx, f"{what}.outcome")
 

@@ -41,10 +41,9 @@ class Gather(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': gather"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, GATHER_KEYS)
         if items is None:
             return
-        r.check_keys(items, what, GATHER_KEYS, owner=self.kind_node)
         get = {k: v for k, (_, v) in items.items()}
         if "prompt" in get:
             self.prompt = parse_parts(get["prompt"], ctx, f"{what}.prompt") or ()

@@ -29,11 +29,9 @@ class Retry(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': retry"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, RETRY_KEYS, ("max", "again", "exhausted"))
         if items is None:
             return
-        r.check_keys(items, what, RETRY_KEYS, required=("max", "again", "exhausted"),
-                     owner=self.kind_node)
         if "max" in items:
             self.max = r.integer(items["max"][1], f"{what}.max", minimum=0, maximum=100) or 0
         if "prompt" in items:

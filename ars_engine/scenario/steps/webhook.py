@@ -32,10 +32,9 @@ class Webhook(Step):
     def parse(self, value: Node, ctx: ParseContext) -> None:
         r = ctx.reader
         what = f"step '{self.id}': webhook"
-        items = r.mapping(value, what)
+        items = self.read_mapping(value, ctx, WEBHOOK_KEYS, ("url",))
         if items is None:
             return
-        r.check_keys(items, what, WEBHOOK_KEYS, required=("url",), owner=self.kind_node)
         if "url" in items:
             self.url = ctx.template(items["url"][1], f"{what}.url", Use.OUTPUT)
             if self.url is not None and not self.url.names and not self.url.source.startswith(
