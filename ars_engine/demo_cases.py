@@ -5,7 +5,7 @@ real call with the scripted softphone) and compare the outcome. ``keys`` uses th
 ``ars-engine simulate --keys``: each value is typed at the next gather, after its prompt ended;
 ``""`` stays silent at that gather (timeout); ``"@12.5=1"`` presses 1 at 12.5 s after answer.
 ``hangup_at`` is when the callee hangs up (seconds after answer). ``expected_result``, when
-given, is the whole ``result`` mapping of the finish step the case ends on.
+given, lists fields the ``result`` mapping must contain with these values (other fields may exist).
 
 Each retry step in the scenarios allows 2 retries (3 attempts in all), so failing cases give 3
 inputs; the last attempt decides between ``failed`` (wrong input) and ``timeout`` (no input).

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..media.clip import Clip, PromptAudio
 from ..telephony.channel import Channel, PlayResult
-from .parts import AmountPart, DigitsPart, FilePart, Part, PromptPart, SilencePart, TextPart
+from .parts import AmountPart, DigitsPart, FilePart, Part, PromptPart, TextPart
 from .secrets import Secret
 from .timeline import TimelineEvent
 
@@ -133,4 +133,4 @@ def render_parts(parts: tuple[Part, ...], media: MediaLibrary,
     return PromptAudio(" ".join(t for t in texts if t), tuple(clips), tuple(ids))
 
 
-__all__ = ["CallContext", "SilencePart", "render_parts"]
+__all__ = ["CallContext", "render_parts"]

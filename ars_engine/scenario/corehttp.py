@@ -63,7 +63,9 @@ class AiohttpCoreClient:
             headers["X-ARS-Signature"] = sign(self._secret, data)
         session = await self._get_session()
         try:
-            async with session.post(url, data=data, headers=headers,
+            # No redirects: a 3xx would re-send the body (entered digits, for a remote verify)
+            # to a URL nobody validated.
+            async with session.post(url, data=data, headers=headers, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 text = await response.text()
                 try:

@@ -62,7 +62,7 @@ class Param:
             raw = raw.reveal()
         if self.type is ParamType.AMOUNT:
             text = str(raw).replace(",", "").strip()
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ParameterError(f"parameter '{self.name}' must be a whole number of won")
             value: str | int = int(text)
         else:
