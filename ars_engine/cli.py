@@ -61,6 +61,8 @@ def validate(paths: tuple[Path, ...]) -> None:
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    if not files:
+        raise click.ClickException(f"no scenario files (*.yaml) in {', '.join(map(str, paths))}")
     errors = 0
     for path in files:
         try:
