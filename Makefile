@@ -41,6 +41,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_interpreter.py
+	$(BIN)/python bench/bench_dtmf.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis

@@ -4,7 +4,8 @@ Nothing waits in real time. Playing a prompt advances the clock by its length (o
 interrupts it); collecting advances it to the next key or the timeout. The callee's behaviour is a
 :class:`KeyScript`: keys typed when a gather waits, at fixed offsets, or after a given prompt ends,
 and an optional hang-up time. What the callee heard (prompts and the silence between them) can be
-captured and written to a WAV file.
+captured and written to a WAV file; a recording also holds, on the callee's channel, the DTMF tone
+of every key they pressed meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .channel import (
 
 ON_GATHER_DELAY = 0.8  # seconds between a gather starting to wait and the first scripted key
 KEY_GAP = 0.25  # seconds between scripted keys
+KEY_TONE_MS = 80  # length of a pressed key's tone on the callee's channel of a recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,10 @@ class SimulatedChannel(Channel):
         self._heard: list[bytes] = []
         self._heard_ms = 0
         self._recordings_dir = recordings_dir
-        self._recording: tuple[str, int] | None = None  # (name, start offset in heard bytes)
+        # (name, start offset in heard bytes, start time in virtual seconds)
+        self._recording: tuple[str, int, float] | None = None
+        # Keys that reached the line, (virtual seconds, key): the callee side of a recording.
+        self._pressed: list[tuple[float, str]] = []
         self.played: list[PromptAudio] = []
 
     # -- Channel ------------------------------------------------------------------------------
@@ -173,19 +178,25 @@ class SimulatedChannel(Channel):
 
     async def start_recording(self, name: str) -> None:
         self._check_up()
-        self._recording = (name, sum(len(c) for c in self._heard))
+        self._recording = (name, sum(len(c) for c in self._heard), self._t)
 
     async def stop_recording(self) -> RecordingInfo | None:
         if self._recording is None:
             return None
-        name, offset = self._recording
+        name, offset, start = self._recording
         self._recording = None
         pcm = b"".join(self._heard)[offset:]
+        # A key belongs to the recording if it reached the line after the start (a key at the
+        # very start instant ended a step before it) up to the stop. The last digit of a gather
+        # ending right at the stop keeps its whole tone: the recording runs on until it ends,
+        # the engine side padded with silence.
+        keys = [(at - start, key) for at, key in self._pressed if start < at <= self._t]
+        callee = key_tones(keys, len(pcm)) if keys else bytes(len(pcm))
         path = Path(f"{name}.wav")
         if self._recordings_dir is not None:
             path = self._recordings_dir / path
-            write_stereo_recording(path, engine=pcm, callee=bytes(len(pcm)))
-        return RecordingInfo(path, len(pcm) // BYTES_PER_MS)
+            write_stereo_recording(path, engine=pcm, callee=callee)
+        return RecordingInfo(path, len(callee) // BYTES_PER_MS)
 
     async def hangup(self) -> None:
         self._up = False
@@ -229,6 +240,7 @@ class SimulatedChannel(Channel):
         while pending and (pending[0][0] <= t if inclusive else pending[0][0] < t):
             at, _, key = heapq.heappop(pending)
             self._buffer.append((at, key))
+            self._pressed.append((at, key))
 
     def _take_key(self, deadline: float) -> tuple[float, str | None]:
         if self._buffer:
@@ -236,6 +248,7 @@ class SimulatedChannel(Channel):
             return max(at, self._t), key
         if self._pending and self._pending[0][0] <= deadline:
             at, _, key = heapq.heappop(self._pending)
+            self._pressed.append((at, key))
             return at, key
         return deadline, None
 
@@ -264,6 +277,23 @@ def write_mono_wav(path: Path, pcm: bytes) -> None:
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
         w.writeframes(pcm)
+
+
+def key_tones(keys: list[tuple[float, str]], n_bytes: int) -> bytes:
+    """The callee's side of a recording: 8 kHz s16le silence, at least ``n_bytes`` long, with
+    the DTMF tone (ITU-T Q.23, :data:`KEY_TONE_MS` long) of each ``(seconds from the start,
+    key)``; longer when the last tone ends later. Overlapping tones add up (saturating)."""
+    import numpy as np
+
+    from ..media import dtmf
+
+    bursts = [(round(offset * SAMPLE_RATE), np.frombuffer(dtmf.tone(key, KEY_TONE_MS), "<i2"))
+              for offset, key in keys if offset >= 0]
+    n = max([n_bytes // 2, *(first + len(burst) for first, burst in bursts)])
+    callee = np.zeros(n, dtype=np.int32)
+    for first, burst in bursts:
+        callee[first: first + len(burst)] += burst
+    return np.clip(callee, -32768, 32767).astype("<i2").tobytes()
 
 
 def write_stereo_recording(path: Path, *, engine: bytes, callee: bytes) -> None:
