@@ -45,10 +45,9 @@ class LocalCore:
         app.router.add_post("/webhook", self._webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/webhook"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()  # a free port
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/webhook"
 
     async def stop(self) -> None:
         if self._runner is not None:
