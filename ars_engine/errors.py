@@ -65,3 +65,18 @@ class CalleeHangup(ChannelError):
 
 class ScenarioLimitExceeded(ArsError):
     """A call hit the step or wall-time bound of its scenario."""
+
+
+class ProtocolError(ArsError):
+    """Bytes from a peer (SIP, SDP, RTP, AMI, AGI) that break the protocol.
+
+    ``protocol`` names it ("sip", "sdp", "rtp"…), ``offset`` is the byte offset in the input where
+    the problem was seen (-1 when unknown). Sans-I/O parsers raise only this for bad input.
+    """
+
+    def __init__(self, protocol: str, offset: int, message: str) -> None:
+        self.protocol = protocol
+        self.offset = offset
+        self.message = message
+        where = f" at byte {offset}" if offset >= 0 else ""
+        super().__init__(f"{protocol}{where}: {message}")

@@ -1,0 +1,1 @@
+"""Embedded SIP user agent: sans-I/O message, SDP, digest, transaction and dialog cores."""
