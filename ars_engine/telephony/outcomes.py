@@ -1,0 +1,175 @@
+"""How a call attempt ended, from SIP final statuses (embedded backend) or Q.850 causes
+(Asterisk backend): pure functions, one table each, every row commented.
+
+The outcomes say what the caller can do next: ``BUSY`` and ``NO_ANSWER`` may be retried later
+(the person exists and may pick up), ``UNREACHABLE`` (the number does not exist) and
+``REJECTED`` (refused by the person or the network) must not be, ``NETWORK_ERROR`` is ours or the
+carrier's trouble (retry on another route or later), ``CANCELED`` we stopped it, ``FAILED``
+anything else (often a configuration or interop problem: look at the logs).
+
+Sources: RFC 3261 §21 (status meanings, and §8.1.3.2: an unknown status is treated as the x00 of
+its class), RFC 3398 §7.2.4 (ISUP cause ↔ SIP status, which carriers' gateways follow), and
+Asterisk's chan_pjsip ``hangup_sip2cause`` (what the Asterisk backend sees for each status).
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Q850_OUTCOMES", "SIP_STATUS_OUTCOMES", "Outcome", "outcome_from_q850",
+           "outcome_from_sip_status"]
+
+
+class Outcome(enum.Enum):
+    """How a call attempt ended."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    UNREACHABLE = "unreachable"
+    NETWORK_ERROR = "network_error"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+# Final statuses with their own row; others fall back to their class (below).
+SIP_STATUS_OUTCOMES: dict[int, Outcome] = {
+    400: Outcome.FAILED,  # Bad Request: our request was malformed (interop bug)
+    # 401/407 reach us only once the UA has already answered a challenge: the trunk refused our
+    # credentials (Asterisk: both → cause 21 call rejected). Fix the config; no retry.
+    401: Outcome.REJECTED,
+    402: Outcome.REJECTED,  # Payment Required: the carrier account is out of credit
+    403: Outcome.REJECTED,  # Forbidden: destination or caller barred (also spam-blocked CLIs)
+    404: Outcome.UNREACHABLE,  # Not Found: unallocated number (RFC 3398: cause 1 → 404)
+    405: Outcome.FAILED,  # Method Not Allowed: the peer does not take INVITE (a misrouted trunk)
+    406: Outcome.FAILED,  # Not Acceptable
+    407: Outcome.REJECTED,  # Proxy Authentication Required after our credentials: as 401
+    408: Outcome.NO_ANSWER,  # Request Timeout: the far end stopped ringing (cause 18 → 408)
+    410: Outcome.UNREACHABLE,  # Gone: the number was disconnected or changed (cause 22 → 410)
+    # 413 too large, 414 URI too long, 415 media type, 416 URI scheme, 420 bad extension,
+    # 421 extension required, 423 interval too brief: our request's form, an interop bug
+    413: Outcome.FAILED,
+    414: Outcome.FAILED,
+    415: Outcome.FAILED,
+    416: Outcome.FAILED,
+    420: Outcome.FAILED,
+    421: Outcome.FAILED,
+    423: Outcome.FAILED,
+    # Temporarily Unavailable: phone off, out of coverage, or no answer (cause 19/20 → 480);
+    # the person may be reachable later.
+    480: Outcome.NO_ANSWER,
+    481: Outcome.FAILED,  # Call/Transaction Does Not Exist: a protocol mix-up
+    482: Outcome.NETWORK_ERROR,  # Loop Detected: a routing problem in the network
+    483: Outcome.NETWORK_ERROR,  # Too Many Hops: as 482
+    484: Outcome.UNREACHABLE,  # Address Incomplete: number too short/malformed (cause 28 → 484)
+    485: Outcome.UNREACHABLE,  # Ambiguous: the number does not identify one subscriber
+    486: Outcome.BUSY,  # Busy Here
+    # 487 Request Terminated: decided by who canceled, in outcome_from_sip_status; in this table
+    # the case nobody on our side canceled: a proxy's ring limit cut the attempt short.
+    487: Outcome.NO_ANSWER,
+    488: Outcome.FAILED,  # Not Acceptable Here: no common codec (our media config)
+    491: Outcome.FAILED,  # Request Pending: glare on a re-INVITE, not an initial call
+    493: Outcome.FAILED,  # Undecipherable (S/MIME)
+    500: Outcome.NETWORK_ERROR,  # Server Internal Error (cause 38/127 gateways)
+    501: Outcome.FAILED,  # Not Implemented: the peer does not do what we asked
+    502: Outcome.NETWORK_ERROR,  # Bad Gateway: the next hop failed (cause 27 → 502)
+    503: Outcome.NETWORK_ERROR,  # Service Unavailable: congestion (causes 34/38/41/42 → 503)
+    504: Outcome.NETWORK_ERROR,  # Server Time-out: a downstream timer expired (cause 102 → 504)
+    505: Outcome.FAILED,  # Version Not Supported
+    513: Outcome.FAILED,  # Message Too Large: our INVITE was too big for UDP somewhere
+    580: Outcome.FAILED,  # Precondition Failure
+    600: Outcome.BUSY,  # Busy Everywhere
+    603: Outcome.REJECTED,  # Decline: the person (or their device) refused the call
+    604: Outcome.UNREACHABLE,  # Does Not Exist Anywhere
+    606: Outcome.FAILED,  # Not Acceptable (globally): no usable media
+    607: Outcome.REJECTED,  # Unwanted (RFC 8197): the person marked the call unwanted
+    608: Outcome.REJECTED,  # Rejected (RFC 8688): an intermediary's call analytics blocked it
+}
+# RFC 3261 §8.1.3.2: an unknown status is treated as the x00 of its class: 300 (we follow no
+# redirect), 400, 500 as above. Not for 6xx: 600 would be BUSY and invite a retry, while an
+# unknown 6xx is a global refusal; FAILED.
+_CLASS_OUTCOMES = {2: Outcome.ANSWERED, 3: Outcome.FAILED, 4: Outcome.FAILED,
+                   5: Outcome.NETWORK_ERROR, 6: Outcome.FAILED}
+
+
+def outcome_from_sip_status(status: int | None, *, timed_out: bool = False,
+                            canceled: bool = False) -> Outcome:
+    """The outcome of an INVITE from its final status.
+
+    ``status`` is the final response (200-699), or None if none came: Timer B fired
+    (RFC 3261 §17.1.1.2, no response within 64×T1) or the transport failed. ``timed_out``: our
+    ring timeout expired and we sent CANCEL. ``canceled``: we sent CANCEL because the call was
+    canceled (API or shutdown). They change three cases:
+
+    * 487 Request Terminated answers our CANCEL: NO_ANSWER after a ring timeout, CANCELED after
+      a cancel (and NO_ANSWER if we sent no CANCEL: a proxy's ring limit).
+    * no final response: NETWORK_ERROR, unless we had canceled (NO_ANSWER / CANCELED: the
+      CANCEL's 487 got lost, the person was ringing).
+    * 2xx: ANSWERED, even after a ring timeout (the person picked up as we gave up: the UA ACKs
+      and runs the call); CANCELED after a cancel (the UA ACKs and hangs up at once).
+
+    Any other final status says what happened before our CANCEL took effect: its own row.
+    """
+    if status is None:
+        if canceled:
+            return Outcome.CANCELED
+        return Outcome.NO_ANSWER if timed_out else Outcome.NETWORK_ERROR
+    if not 200 <= status <= 699:
+        raise ValueError(f"{status} is not a final SIP status (200-699)")
+    if status < 300:
+        return Outcome.CANCELED if canceled else Outcome.ANSWERED
+    if status == 487:
+        return Outcome.CANCELED if canceled else Outcome.NO_ANSWER
+    return SIP_STATUS_OUTCOMES.get(status, _CLASS_OUTCOMES[status // 100])
+
+
+# Q.850 cause values (Asterisk's AMI "Cause", HANGUPCAUSE) → outcome. Unlisted causes: FAILED.
+Q850_OUTCOMES: dict[int, Outcome] = {
+    1: Outcome.UNREACHABLE,  # unallocated (unassigned) number
+    2: Outcome.UNREACHABLE,  # no route to specified transit network (RFC 3398 → 404)
+    3: Outcome.UNREACHABLE,  # no route to destination (Asterisk also maps SIP 420 here)
+    # normal clearing: the call was answered and hung up normally. The Asterisk backend takes
+    # the answer from the Originate response; a 16 on a call that never answered is classified
+    # by that response, not here.
+    16: Outcome.ANSWERED,
+    17: Outcome.BUSY,  # user busy (SIP 486/600)
+    18: Outcome.NO_ANSWER,  # no user responding (SIP 408)
+    19: Outcome.NO_ANSWER,  # no answer from user, user alerted (SIP 480; chan_pjsip: also 483)
+    20: Outcome.NO_ANSWER,  # subscriber absent: phone off, out of coverage; retry later (SIP 480)
+    # call rejected: the person declined (SIP 603) — or, through chan_pjsip, the trunk refused
+    # our credentials or caller (401/403/407): both are REJECTED, neither is retried.
+    21: Outcome.REJECTED,
+    22: Outcome.UNREACHABLE,  # number changed (SIP 410)
+    27: Outcome.NETWORK_ERROR,  # destination out of order (SIP 502)
+    28: Outcome.UNREACHABLE,  # invalid number format, incomplete number (SIP 484)
+    29: Outcome.FAILED,  # facility rejected (SIP 501)
+    31: Outcome.NO_ANSWER,  # normal, unspecified: RFC 3398 maps it to 480 Temporarily Unavailable
+    34: Outcome.NETWORK_ERROR,  # no circuit/channel available (SIP 503)
+    38: Outcome.NETWORK_ERROR,  # network out of order (SIP 500/503)
+    41: Outcome.NETWORK_ERROR,  # temporary failure (SIP 503; chan_pjsip 409)
+    42: Outcome.NETWORK_ERROR,  # switching equipment congestion (SIP 503)
+    44: Outcome.NETWORK_ERROR,  # requested circuit/channel not available
+    47: Outcome.NETWORK_ERROR,  # resource unavailable, unspecified (SIP 503)
+    50: Outcome.REJECTED,  # requested facility not subscribed
+    52: Outcome.REJECTED,  # outgoing calls barred
+    53: Outcome.REJECTED,  # outgoing calls barred within CUG
+    54: Outcome.REJECTED,  # incoming calls barred
+    55: Outcome.REJECTED,  # incoming calls barred within CUG (SIP 403)
+    57: Outcome.REJECTED,  # bearer capability not authorized (SIP 403)
+    58: Outcome.FAILED,  # bearer capability not available (chan_pjsip: 488, no common codec)
+    65: Outcome.FAILED,  # bearer capability not implemented (SIP 488)
+    88: Outcome.FAILED,  # incompatible destination
+    102: Outcome.NETWORK_ERROR,  # recovery on timer expiry (SIP 504)
+    111: Outcome.FAILED,  # protocol error, unspecified
+    127: Outcome.FAILED,  # interworking (chan_pjsip: 405, 481, 482, 487, unknown 4xx and 6xx)
+}
+
+
+def outcome_from_q850(cause: int) -> Outcome:
+    """The outcome of a call from its Q.850 cause (the Asterisk backend's hangup cause).
+
+    Cancellation is not a cause: the backend knows when it canceled and says so itself.
+    Unknown causes (0 "not defined" included) are FAILED.
+    """
+    return Q850_OUTCOMES.get(cause, Outcome.FAILED)
