@@ -105,12 +105,7 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
         for err in exc.errors:
             click.echo(str(err), err=True)
         sys.exit(1)
-    given: dict[str, str] = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"'{name}' is not NAME=VALUE", param_hint="--param")
-        given[name.strip()] = value
+    given = _parse_params(params)
     try:
         script = KeyScript.parse(list(keys), hangup_at)
     except ValueError as exc:
@@ -142,6 +137,92 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
         click.echo(f"heard: {wav}")
         for path in result.recordings:
             click.echo(f"recording: {path}")
+
+
+@main.command()
+@click.argument("target")
+@click.option("--scenario", "scenario_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Local SIP/RTP address.")
+@click.option("--port", default=0, type=int, help="Local SIP port (0: any free port).")
+@click.option("--proxy", default=None, metavar="HOST:PORT",
+              help="Outbound proxy (trunk), registrar-less.")
+@click.option("--answer-timeout", default=30.0, show_default=True, type=float)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, port: int,
+         proxy: str | None, answer_timeout: float, as_json: bool) -> None:
+    """Place one real call to TARGET (sip:user@host:port) and run a scenario on it.
+
+    Trunk credentials come from ARS_SIP_USERNAME / ARS_SIP_PASSWORD.
+    """
+    import os
+
+    from .scenario.corehttp import AiohttpCoreClient
+    from .scenario.interpreter import Interpreter
+    from .scenario.loader import load_scenario
+    from .telephony.embedded import EmbeddedBackend, SipSettings
+
+    settings = _settings()
+    media = _media(settings)
+    try:
+        scenario = load_scenario(scenario_path, prompts=media.catalogue)
+    except ScenarioInvalid as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(1)
+    given = _parse_params(params)
+    try:
+        scenario.bind_params(given)  # refuse bad parameters before dialing anyone
+    except ParameterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    proxy_addr = None
+    if proxy:
+        host, _, proxy_port = proxy.rpartition(":")
+        if not host or not proxy_port.isdigit():
+            raise click.BadParameter("expected HOST:PORT", param_hint="--proxy")
+        proxy_addr = (host, int(proxy_port))
+    sip = SipSettings(host=bind, port=port, proxy=proxy_addr, answer_timeout=answer_timeout,
+                      username=os.environ.get("ARS_SIP_USERNAME"),
+                      password=os.environ.get("ARS_SIP_PASSWORD"))
+
+    async def run() -> tuple[dict[str, object], CallResult | None]:
+        core = AiohttpCoreClient(signing_secret=settings.core_signing_secret)
+        try:
+            async with EmbeddedBackend(sip, settings.recordings_dir / "calls") as backend:
+                attempt = await backend.dial(target)
+                out: dict[str, object] = {"target": target, "outcome": attempt.outcome.value,
+                                          "sip_status": attempt.status,
+                                          "reason": attempt.reason}
+                if attempt.channel is None:
+                    return out, None
+                try:
+                    result = await Interpreter(scenario, media, core=core).run(
+                        attempt.channel, given)
+                finally:
+                    await attempt.channel.close()
+                return out, result
+        finally:
+            await core.close()
+
+    out, result = asyncio.run(run())
+    if as_json:
+        payload = {**out, "scenario": result.as_dict() if result else None}
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{target}: {out['outcome']} (SIP {out['sip_status']}, {out['reason']})")
+    if result is not None:
+        click.echo(result.describe())
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{name}' is not NAME=VALUE", param_hint="--param")
+        given[name.strip()] = value
+    return given
 
 
 @main.group()

@@ -1,0 +1,156 @@
+"""The asyncio edge of the SIP cores: one UDP socket, calls routed by Call-ID, timers run.
+
+A malformed datagram is logged and dropped; it never stops the socket (STYLE rule 5). Each call
+has a driver that owns one timer task (cancelled and awaited when the call ends: no
+fire-and-forget tasks, no call_later chains).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...errors import ProtocolError
+from .call import CallAnswered, CallEnded, CallProgress, OutboundCall, SendTo
+from .message import SipMessage, SipRequest, SipResponse, is_keepalive, parse_message
+
+log = logging.getLogger("ars_engine.sip")
+
+Addr = tuple[str, int]
+
+
+class SipEndpoint(asyncio.DatagramProtocol):
+    """One UDP socket for SIP; messages go to the call with their Call-ID."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: Addr = ("", 0)
+        self.calls: dict[str, Callable[[SipMessage, Addr], None]] = {}
+        self.bad_datagrams = 0
+        self.on_new_request: Callable[[SipRequest, Addr], None] | None = None
+
+    @classmethod
+    async def open(cls, host: str, port: int = 0) -> SipEndpoint:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(cls, local_addr=(host, port))
+        protocol.transport = transport
+        protocol.local = transport.get_extra_info("sockname")[:2]
+        return protocol
+
+    def send(self, data: bytes, addr: Addr) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if is_keepalive(data):
+            return
+        try:
+            message = parse_message(data)
+        except ProtocolError as exc:
+            self.bad_datagrams += 1
+            log.warning("dropped a malformed SIP datagram from %s:%s: %s", addr[0], addr[1], exc)
+            return
+        call_id = message.call_id or ""
+        handler = self.calls.get(call_id)
+        if handler is not None:
+            handler(message, addr[:2])
+        elif isinstance(message, SipRequest) and self.on_new_request is not None:
+            self.on_new_request(message, addr[:2])
+        elif isinstance(message, SipRequest) and message.method != "ACK":
+            self.send(_stateless_reply(message, 481, "Call/Transaction Does Not Exist"), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP socket error: %s", exc)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+def _stateless_reply(request: SipRequest, status: int, reason: str) -> bytes:
+    headers = [("Via", v) for v in request.get_all("Via")]
+    headers += [(n, request.get(n) or "") for n in ("From", "To", "Call-ID", "CSeq")]
+    return bytes(SipResponse(status, reason, tuple(headers)))
+
+
+class OutboundCallDriver:
+    """Runs one :class:`OutboundCall` on a :class:`SipEndpoint`.
+
+    ``answered`` resolves with CallAnswered or (when the call failed) CallEnded; ``ended``
+    resolves with CallEnded. ``progress`` lists the 1xx seen.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, core: OutboundCall) -> None:
+        self.endpoint = endpoint
+        self.core = core
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.answered: asyncio.Future[CallAnswered | CallEnded] = loop.create_future()
+        self.ended: asyncio.Future[CallEnded] = loop.create_future()
+        self.progress: list[CallProgress] = []
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self.endpoint.calls[self.core.call_id] = self._receive
+        self._apply(self.core.start(self.loop.time()))
+        self._timer = self.loop.create_task(self._run_timers(), name=f"sip-{self.core.call_id}")
+
+    async def hangup(self) -> CallEnded:
+        """CANCEL or BYE, then wait for the call to end (bounded by the SIP timers)."""
+        if not self.ended.done():
+            self._apply(self.core.hangup(self.loop.time()))
+        return await asyncio.shield(self.ended)
+
+    async def close(self) -> None:
+        self.endpoint.calls.pop(self.core.call_id, None)
+        # The flag, not only cancel(): on 3.11 a cancel racing the wake-up event can be
+        # swallowed by the wait inside the loop (gh-86296), which then sleeps until Timer D.
+        self._closed = True
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+
+    def _receive(self, message: SipMessage, source: Addr) -> None:
+        self._apply(self.core.receive(message, self.loop.time(), source))
+
+    def _apply(self, outputs: Sequence[object]) -> None:
+        for out in outputs:
+            if isinstance(out, SendTo):
+                self.endpoint.send(out.data, out.addr)
+            elif isinstance(out, CallProgress):
+                self.progress.append(out)
+            elif isinstance(out, CallAnswered):
+                if not self.answered.done():
+                    self.answered.set_result(out)
+            elif isinstance(out, CallEnded):
+                if not self.answered.done():
+                    self.answered.set_result(out)
+                if not self.ended.done():
+                    self.ended.set_result(out)
+        self._wake.set()  # deadlines may have moved
+
+    async def _run_timers(self) -> None:
+        while not self._closed:
+            deadline = self.core.deadline
+            self._wake.clear()
+            if deadline is None:
+                await self._wake.wait()
+                continue
+            delay = deadline - self.loop.time()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                    continue  # something changed: recompute the deadline
+                except TimeoutError:
+                    pass
+            self._apply(self.core.on_timer(self.loop.time()))
