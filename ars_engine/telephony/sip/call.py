@@ -141,14 +141,20 @@ class OutboundCall:
         self._answer_deadline: float | None = None
         self._cancel: str | None = None  # why a CANCEL is wanted: "no_answer" / "canceled"
         self._cancel_sent = False
+        self._cancel_deadline: float | None = None
+        self._provisional_seen = False  # any 1xx, 100 included: a CANCEL may go out (§9.1)
+        # INVITE transactions replaced by an authenticated retry: they still ACK a resent
+        # 401/407 (§17.1.1.2) until their Timer D ends.
+        self._old_invites: dict[str, InviteClientTransaction] = {}
         self._ack: SendTo | None = None
 
     # -- public -------------------------------------------------------------------------------
     @property
     def deadline(self) -> float | None:
-        times = [self._answer_deadline] if self._answer_deadline is not None else []
+        times = [t for t in (self._answer_deadline, self._cancel_deadline) if t is not None]
         if self._invite_tx is not None and self._invite_tx.deadline is not None:
             times.append(self._invite_tx.deadline)
+        times.extend(tx.deadline for tx in self._old_invites.values() if tx.deadline is not None)
         times.extend(tx.deadline for _, tx in self._others.values() if tx.deadline is not None)
         return min(times) if times else None
 
@@ -187,6 +193,19 @@ class OutboundCall:
             self._answer_deadline = None
             if self.state in (CallState.CALLING, CallState.EARLY):
                 out += self._want_cancel("no_answer", now)
+        if self._cancel_deadline is not None and now >= self._cancel_deadline:
+            self._cancel_deadline = None
+            if self.state in (CallState.CALLING, CallState.EARLY):
+                # §9.1: no final response 64·T1 after our CANCEL: give up on the INVITE.
+                outcome = outcome_from_sip_status(None, timed_out=self._cancel == "no_answer",
+                                                  canceled=self._cancel == "canceled")
+                out += self._end(outcome, None, "no final response after CANCEL", "network")
+        for branch, old in list(self._old_invites.items()):
+            if old.deadline is not None and now >= old.deadline:
+                out += [SendTo(o.data, self._first_hop) for o in old.on_timer(now)
+                        if isinstance(o, Send)]
+            if old.terminated:
+                del self._old_invites[branch]
         if self._invite_tx is not None and self._invite_tx.deadline is not None \
                 and now >= self._invite_tx.deadline:
             out += self._invite_events(self._invite_tx.on_timer(now), now)
@@ -213,6 +232,9 @@ class OutboundCall:
 
     def _send_invite(self, now: float, auth_header: tuple[str, str] | None) -> list[Output]:
         c = self.config
+        if self._invite_tx is not None and not self._invite_tx.terminated:
+            self._old_invites[self._invite_branch] = self._invite_tx
+        self._provisional_seen = False
         self._invite_branch = "z9hG4bK" + secrets.token_hex(10)
         headers = [
             ("Via", self._via(self._invite_branch)),
@@ -277,7 +299,7 @@ class OutboundCall:
     def _want_cancel(self, why: str, now: float) -> list[Output]:
         if self._cancel is None or why == "canceled":
             self._cancel = why
-        if self.state is CallState.EARLY and not self._cancel_sent:
+        if self._provisional_seen and not self._cancel_sent:
             return self._send_cancel(now)
         return []
 
@@ -286,6 +308,7 @@ class OutboundCall:
         assert self._invite is not None
         invite = self._invite
         self._cancel_sent = True
+        self._cancel_deadline = now + 64 * self.config.t1
         headers = (("Via", invite.get("Via") or ""), ("Max-Forwards", "70"),
                    ("From", invite.get("From") or ""), ("To", invite.get("To") or ""),
                    ("Call-ID", self.call_id), ("CSeq", f"{invite.cseq.seq} CANCEL"))
@@ -304,6 +327,10 @@ class OutboundCall:
         if method == "INVITE" and branch == self._invite_branch and self._invite_tx:
             return self._invite_events(self._invite_tx.receive(response, response.status, now),
                                        now)
+        if method == "INVITE" and branch in self._old_invites:
+            old = self._old_invites[branch]  # a resent 401/407: ACK it again, nothing more
+            return [SendTo(o.data, self._first_hop)
+                    for o in old.receive(response, response.status, now) if isinstance(o, Send)]
         key = "cancel:" + (branch or "") if method == "CANCEL" else (branch or "")
         if key in self._others:
             name, tx = self._others[key]
@@ -331,8 +358,10 @@ class OutboundCall:
     def _provisional(self, response: SipResponse, now: float) -> list[Output]:
         if self.state not in (CallState.CALLING, CallState.EARLY):
             return []
+        self._provisional_seen = True
         if response.status == 100:
-            return []
+            # 100 Trying stops Timer B, so a pending CANCEL must go out now (§9.1).
+            return self._send_cancel(now) if self._cancel and not self._cancel_sent else []
         self.state = CallState.EARLY
         out: list[Output] = [CallProgress(response.status, response.body)]
         if self._cancel and not self._cancel_sent:
