@@ -42,6 +42,9 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_interpreter.py
 	$(BIN)/python bench/bench_dtmf.py
+	$(BIN)/python bench/bench_rtp.py
+	$(BIN)/python bench/bench_sip_parse.py
+	$(BIN)/python bench/bench_rtp_streams.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis
