@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -281,6 +282,61 @@ def demo(out: Path | None) -> None:
     settings = _settings()
     ok = run_demo(settings, _media(settings), out or settings.recordings_dir / "demo")
     sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:5080", show_default=True, metavar="HOST:PORT",
+              help="SIP address to answer on (RTP uses the same host).")
+@click.option("--rings", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Send 180 and ring this many times (--ring-seconds each) before answering.")
+@click.option("--ring-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--mode", type=click.Choice(["answer", "busy", "reject", "never"]),
+              default="answer", show_default=True,
+              help="answer, 486 busy, 603 reject, or ring until the caller cancels.")
+@click.option("--keys", "keys", multiple=True, metavar="CUE",
+              help="KEYS (typed after the next prompt ends) or @SECONDS=KEYS (after the answer).")
+@click.option("--dtmf", type=click.Choice(["rfc4733", "inband"]), default="rfc4733",
+              show_default=True)
+@click.option("--no-telephone-event", is_flag=True,
+              help="Answer without RFC 4733 in the SDP (the caller must detect in-band tones).")
+@click.option("--hangup-after", default=None, type=click.FloatRange(min=0), metavar="S",
+              help="Hang up (BYE) S seconds after answering.")
+@click.option("--calls", default=None, type=click.IntRange(min=1),
+              help="Exit after N calls (default: run until Ctrl-C).")
+@click.option("--recordings", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for <call-id>-heard.wav (default recordings/softphone).")
+@click.option("--mask-keys", is_flag=True, help="Show the keys sent as * in the timeline.")
+def softphone(listen: str, rings: int, ring_seconds: float, mode: str, keys: tuple[str, ...],
+              dtmf: str, no_telephone_event: bool, hangup_after: float | None,
+              calls: int | None, recordings: Path | None, mask_keys: bool) -> None:
+    """QA softphone: answer calls as told, press keys on cue, print one JSON line per call."""
+    from .qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    try:
+        behaviour = SoftphoneBehaviour(
+            mode=mode, rings=rings, ring_seconds=ring_seconds,  # type: ignore[arg-type]
+            keys=parse_cues(keys), dtmf=dtmf,  # type: ignore[arg-type]
+            hangup_after=hangup_after, telephone_event=not no_telephone_event,
+            mask_keys=mask_keys)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keys") from exc
+    out = recordings or _settings().recordings_dir / "softphone"
+
+    async def run() -> None:
+        async with Softphone((host.strip("[]"), int(port)), behaviour, out) as phone:
+            h, p = phone.address
+            click.echo(f"softphone listening on sip:qa@{h}:{p} ({mode})", err=True)
+            done = 0
+            while calls is None or done < calls:
+                report = await phone.reports.get()
+                click.echo(json.dumps(report, ensure_ascii=False))
+                done += 1
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

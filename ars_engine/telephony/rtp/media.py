@@ -11,7 +11,12 @@
   Goertzel detector on the decoded audio. Each key is queued with its arrival time; a barge-in
   prompt stops at the first key.
 * While recording, the callee's audio (placed by RTP timestamp, so a lost packet leaves silence
-  rather than shifting the rest) and the engine's sent audio are kept for a stereo WAV.
+  rather than shifting the rest) and the engine's sent audio are kept for a stereo WAV. ("Callee"
+  is the remote side: at the QA softphone it is the engine.)
+* Keys can be sent (:meth:`MediaSession.send_key`, used by the QA softphone): RFC 4733 events take
+  the place of audio packets in the same stream, or in-band tones replace the outgoing audio.
+* Optionally (:meth:`MediaSession.detect_prompt_ends`) the received audio is watched for the end of
+  the peer's prompts (:mod:`ars_engine.media.vad`).
 """
 
 from __future__ import annotations
@@ -19,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ...errors import ProtocolError
 from ...media.audio import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from ...media.dtmf import GoertzelDetector
+from ...media.dtmf import GoertzelDetector, tone
+from ...media.vad import PromptEndDetector
 from ..sip.sdp import NegotiatedMedia
 from .packet import RtpPacket, ts_distance
-from .rfc4733 import DtmfReceiver
+from .rfc4733 import DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent
 from .session import RtpReceiver, RtpSender
 
 log = logging.getLogger("ars_engine.rtp")
@@ -45,6 +52,24 @@ class _Play:
     pcm: bytes
     barge_in: bool
     done: asyncio.Future[tuple[int, bool]]
+    offset: int = 0
+
+
+KeyMethod = Literal["rfc4733", "inband"]
+
+
+@dataclass(slots=True)
+class _KeyPress:
+    """One key waiting to be sent or being sent: RFC 4733 ``packets`` (planned when the send
+    loop reaches the press, so the event starts at the stream's current timestamp) or an
+    in-band ``tone``. ``offset``: packets or tone bytes sent so far."""
+
+    key: str
+    method: KeyMethod
+    duration_ms: int
+    done: asyncio.Future[None]
+    packets: list[DtmfPacket] | None = None
+    tone: bytes = b""
     offset: int = 0
 
 
@@ -75,6 +100,10 @@ class MediaSession(asyncio.DatagramProtocol):
         self._rec_ts0: int | None = None
         self._rec_start_sample = 0
         self._sent_samples = 0
+        self._presses: deque[_KeyPress] = deque()
+        self._vad: PromptEndDetector | None = None
+        self.prompt_ends: list[float] = []  # loop times at which the peer's prompts ended
+        self._prompt_end_changed = asyncio.Event()
 
     @classmethod
     async def open(cls, host: str, port: int = 0) -> MediaSession:
@@ -117,6 +146,43 @@ class MediaSession(asyncio.DatagramProtocol):
         self._play = play
         return await play.done
 
+    async def send_key(self, key: str, *, method: KeyMethod = "rfc4733",
+                       duration_ms: int = 100) -> KeyMethod:
+        """Send one DTMF ``key`` and return once it is on the wire, with the method used.
+
+        ``rfc4733``: telephone-event packets (RFC 4733 §2.5.1: updates, then the END packet three
+        times) go out one per ptime in place of audio, in the stream's sequence space; the audio
+        timestamp then resumes where the elapsed time puts it (RFC 3550 §5.1: it follows the
+        sampling clock), with the marker bit. Falls back to ``inband`` when the peer negotiated no
+        telephone-event. ``inband``: the key's dual tone replaces the outgoing audio (a prompt
+        being played pauses meanwhile). ValueError (without the key) for a non-DTMF key."""
+        if method not in ("rfc4733", "inband"):
+            raise ValueError("method must be 'rfc4733' or 'inband'")
+        TelephoneEvent.from_key(key)  # validates; the message never shows the key
+        if self._task is None or self._sender is None:
+            raise RuntimeError("MediaSession.start() was not called")
+        if method == "rfc4733" and (self.media is None or self.media.dtmf_payload_type is None):
+            method = "inband"
+        press = _KeyPress(key, method, duration_ms, self.loop.create_future())
+        if method == "inband":
+            press.tone = tone(key, duration_ms)
+        self._presses.append(press)
+        await press.done
+        return method
+
+    def detect_prompt_ends(self) -> None:
+        """Watch the received audio for the end of the peer's prompts (see
+        :mod:`ars_engine.media.vad`); each end is appended to :attr:`prompt_ends`."""
+        if self._vad is None:
+            self._vad = PromptEndDetector()
+
+    async def wait_prompt_end(self, count: int) -> float:
+        """Wait until at least ``count`` prompt ends were seen; return the time of the
+        ``count``-th (loop time). Bound it with ``asyncio.timeout``."""
+        while len(self.prompt_ends) < count:
+            await self._prompt_end_changed.wait()
+        return self.prompt_ends[count - 1]
+
     def stop_playing(self) -> None:
         self._finish_play(interrupted=True)
 
@@ -134,6 +200,10 @@ class MediaSession(asyncio.DatagramProtocol):
 
     async def close(self) -> None:
         self._finish_play(interrupted=True)
+        while self._presses:  # nobody will send them now: release whoever waits
+            press = self._presses.popleft()
+            if not press.done.done():
+                press.done.set_result(None)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,6 +223,13 @@ class MediaSession(asyncio.DatagramProtocol):
     def _next_frame(self) -> bytes:
         play = self._play
         size = self._frame_bytes
+        press = self._presses[0] if self._presses else None
+        if press is not None and press.method == "inband":
+            frame = press.tone[press.offset:press.offset + size]
+            press.offset += len(frame)
+            if press.offset >= len(press.tone):
+                self._key_sent()
+            return frame + bytes(size - len(frame))
         if play is None:
             return bytes(size)
         frame = play.pcm[play.offset:play.offset + size]
@@ -173,13 +250,39 @@ class MediaSession(asyncio.DatagramProtocol):
                 behind = int(-delay / sender.ptime)
                 sender.skip(behind)  # a long stall: skip ahead rather than flood the peer
                 log.warning("rtp sender %d frames late; skipping ahead", behind)
-            frame = self._next_frame()
+            press = self._presses[0] if self._presses else None
+            if press is not None and press.method == "rfc4733":
+                packet = self._event_packet(sender, press)
+                frame = bytes(self._frame_bytes)  # the slot carries no audio
+            else:
+                frame = self._next_frame()
+                packet = sender.media(self._encode(frame))
             if self._recording:
                 self._rec_engine += frame
             self._sent_samples += len(frame) // 2
-            packet = sender.media(self._encode(frame))
             if self.transport is not None and self.remote is not None:
                 self.transport.sendto(bytes(packet), self.remote)
+
+    def _event_packet(self, sender: RtpSender, press: _KeyPress) -> RtpPacket:
+        """The next telephone-event packet of ``press``, in the slot of one audio packet."""
+        media = self.media
+        assert media is not None and media.dtmf_payload_type is not None
+        if press.packets is None:  # RFC 4733 §2.5.1.2: the event starts now, at this timestamp
+            planner = DtmfSender(clock_rate=sender.clock_rate, ptime_ms=media.ptime,
+                                 duration_ms=press.duration_ms)
+            press.packets = planner.packets(press.key, sender.timestamp)
+        plan = press.packets[press.offset]
+        press.offset += 1
+        packet = sender.event(media.dtmf_payload_type, plan.payload, plan.timestamp, plan.marker)
+        sender.skip(1)  # the slot is used: the schedule and the audio clock move on one ptime
+        if press.offset >= len(press.packets):
+            self._key_sent()
+        return packet
+
+    def _key_sent(self) -> None:
+        press = self._presses.popleft()
+        if not press.done.done():
+            press.done.set_result(None)
 
     # -- receiving ----------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
@@ -204,6 +307,10 @@ class MediaSession(asyncio.DatagramProtocol):
         if packet.payload_type != media.payload_type:
             return
         pcm = self._decode(packet.payload)
+        if self._vad is not None and self._vad.feed(pcm):
+            self.prompt_ends.append(now)
+            changed, self._prompt_end_changed = self._prompt_end_changed, asyncio.Event()
+            changed.set()  # wakes every waiter; they re-check the count
         if self._inband is not None:
             for event in self._inband.feed(pcm):
                 self._key(event.key, now)

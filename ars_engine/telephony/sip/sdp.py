@@ -484,14 +484,16 @@ def _accept(offer: SessionDescription, m: MediaDescription, index: int,
 
 def answer_offer(offer: SessionDescription, addr: str, port: int,
                  supported: tuple[str, ...] = ("PCMU", "PCMA"), *, session_id: int = 0,
-                 version: int = 0, ptime: int = 20,
+                 version: int = 0, ptime: int = 20, telephone_event: bool = True,
                  ) -> tuple[SessionDescription, NegotiatedMedia | MediaRejected]:
     """Answer ``offer`` (UAS side, RFC 3264 §6): accept the first audio stream we can, with the
     offerer's first codec among ``supported`` and its telephone-event payload type, and the
     mirrored direction; reject every other stream (port 0). If no stream is accepted, the
     answer rejects them all and the result is :class:`MediaRejected` with the reason (the SIP
-    layer then answers 488). Raises :class:`NegotiationFailed` for an invalid offer, and
-    ``ValueError`` if ``addr`` (ours) is not an IP address."""
+    layer then answers 488). ``telephone_event=False`` leaves RFC 4733 out of the answer, as a
+    phone without it would (the offerer then listens for in-band tones). Raises
+    :class:`NegotiationFailed` for an invalid offer, and ``ValueError`` if ``addr`` (ours) is
+    not an IP address."""
     wanted = [c.upper() for c in supported]
     connection = Connection.for_address(addr)
     result: NegotiatedMedia | MediaRejected | None = None
@@ -501,6 +503,8 @@ def answer_offer(offer: SessionDescription, addr: str, port: int,
             answered.append(_rejected(m))
             continue
         outcome = _accept(offer, m, index, wanted)
+        if not telephone_event and isinstance(outcome, NegotiatedMedia):
+            outcome = replace(outcome, dtmf_payload_type=None, dtmf_receive_payload_type=None)
         if isinstance(outcome, MediaRejected):
             result = result or outcome  # keep the first audio stream's reason
             answered.append(_rejected(m))

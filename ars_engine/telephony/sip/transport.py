@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...errors import ProtocolError
+from . import uas
 from .call import CallAnswered, CallEnded, CallProgress, OutboundCall, SendTo
 from .message import SipMessage, SipRequest, SipResponse, is_keepalive, parse_message
 
@@ -60,7 +61,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         elif isinstance(message, SipRequest) and self.on_new_request is not None:
             self.on_new_request(message, addr[:2])
         elif isinstance(message, SipRequest) and message.method != "ACK":
-            self.send(_stateless_reply(message, 481, "Call/Transaction Does Not Exist"), addr)
+            self.send(stateless_reply(message, 481, "Call/Transaction Does Not Exist"), addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
@@ -71,7 +72,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self.transport = None
 
 
-def _stateless_reply(request: SipRequest, status: int, reason: str) -> bytes:
+def stateless_reply(request: SipRequest, status: int, reason: str) -> bytes:
+    """A response to ``request`` outside any call (481 for a stray request, 200 to OPTIONS)."""
     headers = [("Via", v) for v in request.get_all("Via")]
     headers += [(n, request.get(n) or "") for n in ("From", "To", "Call-ID", "CSeq")]
     return bytes(SipResponse(status, reason, tuple(headers)))
@@ -154,3 +156,84 @@ class OutboundCallDriver:
                 except TimeoutError:
                     pass
             self._apply(self.core.on_timer(self.loop.time()))
+
+
+UasFinal = uas.CallConfirmed | uas.CallCanceled | uas.CallEnded
+
+
+class IncomingCallDriver:
+    """Runs one :class:`~.uas.IncomingCall` (the UAS core) on a :class:`SipEndpoint`: routes the
+    call's messages to it, runs its timers on one owned task, and records what it reported.
+
+    ``events`` gets every event the core reports (IncomingProgress, CallConfirmed,
+    CallCanceled, CallEnded) in order; ``confirmed`` resolves with CallConfirmed, or with the
+    CallCanceled / CallEnded that came first; ``ended`` with CallCanceled or CallEnded.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, core: uas.IncomingCall) -> None:
+        self.endpoint = endpoint
+        self.core = core
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[uas.Output] = asyncio.Queue()
+        self.confirmed: asyncio.Future[UasFinal] = self.loop.create_future()
+        self.ended: asyncio.Future[uas.CallCanceled | uas.CallEnded] = self.loop.create_future()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Register the Call-ID, send 100 Trying (or the 401) and start the timer task."""
+        self.endpoint.calls[self.core.call_id] = self._receive
+        self.apply(self.core.start(self.loop.time()))
+        self._timer = self.loop.create_task(self._run_timers(),
+                                            name=f"sip-uas-{self.core.call_id}")
+
+    def apply(self, outputs: Sequence[uas.Output]) -> None:
+        """Carry out what the core returned (from ``ring``, ``answer``, ``reject``…)."""
+        for out in outputs:
+            if isinstance(out, SendTo):
+                self.endpoint.send(out.data, out.addr)
+                continue
+            self.events.put_nowait(out)
+            if isinstance(out, uas.CallConfirmed | uas.CallCanceled | uas.CallEnded) \
+                    and not self.confirmed.done():
+                self.confirmed.set_result(out)
+            if isinstance(out, uas.CallCanceled | uas.CallEnded) and not self.ended.done():
+                self.ended.set_result(out)
+        self._wake.set()  # deadlines may have moved
+
+    async def finished(self) -> None:
+        """Wait until the core has nothing left to resend (Timer G/H, the BYE's Timer F)."""
+        while not self.core.finished and not self._closed:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def close(self) -> None:
+        self.endpoint.calls.pop(self.core.call_id, None)
+        self._closed = True  # the flag, not only cancel(): see OutboundCallDriver.close
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+
+    def _receive(self, message: SipMessage, source: Addr) -> None:
+        self.apply(self.core.receive(message, self.loop.time(), source))
+
+    async def _run_timers(self) -> None:
+        while not self._closed:
+            deadline = self.core.deadline
+            self._wake.clear()
+            if deadline is None:
+                await self._wake.wait()
+                continue
+            delay = deadline - self.loop.time()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                    continue
+                except TimeoutError:
+                    pass
+            self.apply(self.core.on_timer(self.loop.time()))

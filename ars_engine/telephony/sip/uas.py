@@ -82,6 +82,7 @@ class UasConfig:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     rtp_host: str | None = None  # the SDP answer's address; default local_host
     rtp_port: int = 40000
+    telephone_event: bool = True  # False: no RFC 4733 in the answer (caller goes in-band)
     realm: str | None = None
     username: str | None = None
     password: str | None = None
@@ -257,7 +258,8 @@ class IncomingCall:
                 sd, result = answer_offer(SessionDescription.parse(self.offer),
                                           c.rtp_host or c.local_host,
                                           c.rtp_port if rtp_port is None else rtp_port, c.codecs,
-                                          session_id=secrets.randbelow(2**31))
+                                          session_id=secrets.randbelow(2**31),
+                                          telephone_event=c.telephone_event)
             except ProtocolError as exc:  # includes NegotiationFailed and an empty body
                 result = MediaRejected(exc.message)
             if isinstance(result, MediaRejected):

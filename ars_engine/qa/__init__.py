@@ -1,0 +1,1 @@
+"""QA tools: the softphone the engine calls in tests and demos."""
