@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ...errors import ProtocolError
 from ...media.audio import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -73,6 +73,64 @@ class _KeyPress:
     offset: int = 0
 
 
+class _Pacer:
+    """One task per event loop and ptime that sends every session's packet each tick.
+
+    All sessions share one grid of absolute deadlines (``start + n · ptime``): a new session
+    joins at the next tick, so 500 streams cost one wake-up per 20 ms instead of 500, and every
+    stream keeps exact 20 ms spacing. Owned by the sessions: the last one to leave cancels it.
+    """
+
+    _instances: ClassVar[dict[tuple[int, float], _Pacer]] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ptime: float) -> None:
+        self.loop = loop
+        self.ptime = ptime
+        self.sessions: dict[int, MediaSession] = {}
+        self.next_tick = loop.time()
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop, ptime: float) -> _Pacer:
+        key = (id(loop), ptime)
+        pacer = cls._instances.get(key)
+        if pacer is None or pacer.loop is not loop:
+            pacer = cls._instances[key] = cls(loop, ptime)
+        return pacer
+
+    def add(self, session: MediaSession) -> float:
+        """Register ``session``; return the deadline of its first packet (the next tick)."""
+        self.sessions[id(session)] = session
+        if self.task is None:
+            self.next_tick = self.loop.time()
+            self.task = self.loop.create_task(self._run(), name="rtp-pacer")
+        return max(self.next_tick, self.loop.time())
+
+    async def remove(self, session: MediaSession) -> None:
+        self.sessions.pop(id(session), None)
+        if not self.sessions and self.task is not None:
+            task, self.task = self.task, None
+            self._instances.pop((id(self.loop), self.ptime), None)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            delay = self.next_tick - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = self.loop.time()
+            for session in list(self.sessions.values()):
+                try:
+                    session._send_due(now)
+                except Exception:  # one broken stream must not silence the others
+                    log.exception("rtp send failed")
+            self.next_tick += self.ptime
+            if now - self.next_tick > MAX_BURST * self.ptime:
+                self.next_tick = now  # the loop stalled: re-anchor the grid
+
+
 class MediaSession(asyncio.DatagramProtocol):
     """RTP for one call. Create with :meth:`open`, then :meth:`configure` and :meth:`start`."""
 
@@ -91,7 +149,7 @@ class MediaSession(asyncio.DatagramProtocol):
         self._sender: RtpSender | None = None
         self._dtmf: DtmfReceiver | None = None
         self._inband: GoertzelDetector | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pacer: _Pacer | None = None
         self._play: _Play | None = None
         self._frame_bytes = 320
         self._recording = False
@@ -133,9 +191,11 @@ class MediaSession(asyncio.DatagramProtocol):
             self._inband = GoertzelDetector()  # peer sends no telephone-events: listen in-band
 
     def start(self) -> None:
-        """Start sending (silence until a prompt plays). Owned here; :meth:`close` ends it."""
-        if self._task is None:
-            self._task = self.loop.create_task(self._send_loop(), name="rtp-send")
+        """Start sending (silence until a prompt plays) on the shared pacer; :meth:`close`
+        stops it."""
+        if self._pacer is None and self._sender is not None:
+            self._pacer = _Pacer.of(self.loop, self._sender.ptime)
+            self._sender.start(self._pacer.add(self))
 
     async def play(self, pcm: bytes, *, barge_in: bool) -> tuple[int, bool]:
         """Send ``pcm`` (8 kHz s16le); return (ms played, interrupted by a key)."""
@@ -159,7 +219,7 @@ class MediaSession(asyncio.DatagramProtocol):
         if method not in ("rfc4733", "inband"):
             raise ValueError("method must be 'rfc4733' or 'inband'")
         TelephoneEvent.from_key(key)  # validates; the message never shows the key
-        if self._task is None or self._sender is None:
+        if self._pacer is None or self._sender is None:
             raise RuntimeError("MediaSession.start() was not called")
         if method == "rfc4733" and (self.media is None or self.media.dtmf_payload_type is None):
             method = "inband"
@@ -204,11 +264,9 @@ class MediaSession(asyncio.DatagramProtocol):
             press = self._presses.popleft()
             if not press.done.done():
                 press.done.set_result(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._pacer is not None:
+            await self._pacer.remove(self)
+            self._pacer = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -238,30 +296,28 @@ class MediaSession(asyncio.DatagramProtocol):
             self._finish_play(interrupted=False)
         return frame + bytes(size - len(frame))
 
-    async def _send_loop(self) -> None:
+    def _send_due(self, now: float) -> None:
+        """Send this session's packet for the current tick (called by the shared pacer)."""
         sender = self._sender
-        assert sender is not None
-        sender.start(self.loop.time())
-        while True:
-            delay = sender.next_deadline - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif -delay > MAX_BURST * sender.ptime:
-                behind = int(-delay / sender.ptime)
-                sender.skip(behind)  # a long stall: skip ahead rather than flood the peer
-                log.warning("rtp sender %d frames late; skipping ahead", behind)
-            press = self._presses[0] if self._presses else None
-            if press is not None and press.method == "rfc4733":
-                packet = self._event_packet(sender, press)
-                frame = bytes(self._frame_bytes)  # the slot carries no audio
-            else:
-                frame = self._next_frame()
-                packet = sender.media(self._encode(frame))
-            if self._recording:
-                self._rec_engine += frame
-            self._sent_samples += len(frame) // 2
-            if self.transport is not None and self.remote is not None:
-                self.transport.sendto(bytes(packet), self.remote)
+        if sender is None:
+            return
+        late = now - sender.next_deadline
+        if late > MAX_BURST * sender.ptime:
+            behind = int(late / sender.ptime)
+            sender.skip(behind)  # a long stall: skip ahead rather than flood the peer
+            log.warning("rtp sender %d frames late; skipping ahead", behind)
+        press = self._presses[0] if self._presses else None
+        if press is not None and press.method == "rfc4733":
+            packet = self._event_packet(sender, press)
+            frame = bytes(self._frame_bytes)  # the slot carries no audio
+        else:
+            frame = self._next_frame()
+            packet = sender.media(self._encode(frame))
+        if self._recording:
+            self._rec_engine += frame
+        self._sent_samples += len(frame) // 2
+        if self.transport is not None and self.remote is not None:
+            self.transport.sendto(bytes(packet), self.remote)
 
     def _event_packet(self, sender: RtpSender, press: _KeyPress) -> RtpPacket:
         """The next telephone-event packet of ``press``, in the slot of one audio packet."""
