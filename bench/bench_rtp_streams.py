@@ -3,9 +3,9 @@
 N ``MediaSession``s (the RTP side of N answered calls) each play a prompt in a loop, 20 ms
 G.711 packets on absolute deadlines. A receiver in another process stamps every packet with the
 kernel's receive time (SO_TIMESTAMPNS); the report gives, per run, the engine process's CPU and
-the p50 / p99 / p99.9 / max inter-arrival per stream, and lost or late packets. This measures the media half of
-issue 4's "500 concurrent calls on 2 cores with p99 ≤ 22 ms" target; call setup (SIP) is not in
-it.
+the p50 / p99 / p99.9 / max inter-arrival per stream, and lost or late packets. This measures
+the media half of issue 4's "500 concurrent calls on 2 cores with p99 ≤ 22 ms" target; call
+setup (SIP) is not in it.
 
     .venv/bin/python bench/bench_rtp_streams.py --streams 100 200 500 --seconds 10
 """
