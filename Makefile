@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: setup
 	$(BIN)/ars-engine demo
+	$(BIN)/ars-engine demo --calls
 
 test: setup
 	$(BIN)/python -m pytest -q

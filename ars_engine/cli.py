@@ -275,12 +275,20 @@ def hash_secret(salt: str | None, scheme: str) -> None:
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the heard WAVs (default recordings/demo).")
-def demo(out: Path | None) -> None:
+@click.option("--calls", "real_calls", is_flag=True,
+              help="Real SIP/RTP calls on loopback to the QA softphone instead of simulations.")
+def demo(out: Path | None, real_calls: bool) -> None:
     """Simulate every shipped scenario on its passing and failing paths; print a summary."""
-    from .demo import run_demo
-
     settings = _settings()
-    ok = run_demo(settings, _media(settings), out or settings.recordings_dir / "demo")
+    if real_calls:
+        from .demo_calls import run_demo_calls
+
+        ok = run_demo_calls(settings, _media(settings),
+                            out or settings.recordings_dir / "demo-calls")
+    else:
+        from .demo import run_demo
+
+        ok = run_demo(settings, _media(settings), out or settings.recordings_dir / "demo")
     sys.exit(0 if ok else 1)
 
 
