@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng sox sip-tester
+APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip
 # command that proves each package is present (same order as APT_PACKAGES)
-APT_COMMANDS := ffmpeg espeak-ng sox sipp
+APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip
 
 .PHONY: setup system-packages demo test lint bench clean
 

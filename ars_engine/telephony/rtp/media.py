@@ -143,6 +143,7 @@ class MediaSession(asyncio.DatagramProtocol):
         self.keys: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
         self.receiver = RtpReceiver()
         self.bad_packets = 0
+        self.first_packet = asyncio.Event()  # set when the peer's first RTP packet arrives
         self._latched = False
         self._encode: Callable[[bytes], bytes] = ulaw_encode
         self._decode: Callable[[bytes], bytes] = ulaw_decode
@@ -351,6 +352,7 @@ class MediaSession(asyncio.DatagramProtocol):
         if not self._latched:
             self._latched = True
             self.remote = addr[:2]  # symmetric RTP: answer where the peer really is
+            self.first_packet.set()
         if not self.receiver.feed(packet, now):
             return  # duplicate
         media = self.media
