@@ -194,3 +194,16 @@ async def test_rfc2833_keys_from_sipp_drive_type_c_to_success(
         keys = [e for e in result.timeline if e.kind == "key"]
         assert len(keys) == 6 and all(e.detail["key"] == "*" for e in keys)  # masked
         assert await sipp.finished() == 0, sipp.errors()
+
+
+async def test_malformed_datagrams_never_stop_the_sip_socket(tmp_path: Path) -> None:
+    async with sipp_uas("busy.xml", tmp_path) as sipp, EmbeddedBackend(settings()) as backend:
+        assert backend.endpoint is not None
+        host, port = backend.endpoint.local
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+            for garbage in (b"\x00\xff" * 40, b"INVITE\r\n\r\n", b"SIP/2.0 99999 x\r\n\r\n",
+                            "INVITE sip:ü SIP/2.0\r\nVia: ?\r\n\r\n".encode()):
+                junk.sendto(garbage, (host, port))
+        attempt = await dial(backend, sipp)  # the same socket still places calls
+        assert attempt.outcome is Outcome.BUSY
+        assert backend.endpoint.bad_datagrams >= 3
