@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/bench_rtp.py
 	$(BIN)/python bench/bench_sip_parse.py
 	$(BIN)/python bench/bench_rtp_streams.py
+	$(BIN)/python bench/bench_call_setup.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis
