@@ -18,6 +18,7 @@ from .errors import ArsError, ParameterError, ScenarioInvalid
 
 if TYPE_CHECKING:
     from .media.library import MediaLibrary
+    from .scenario.model import Scenario
     from .scenario.timeline import CallResult
 
 
@@ -95,17 +96,11 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
     """Run a scenario without a phone and print its timeline."""
     from .scenario.corehttp import AiohttpCoreClient
     from .scenario.interpreter import Interpreter
-    from .scenario.loader import load_scenario
     from .telephony.simulated import KeyScript, SimulatedChannel
 
     settings = _settings()
     media = _media(settings)
-    try:
-        scenario = load_scenario(scenario_path, prompts=media.catalogue)
-    except ScenarioInvalid as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(1)
+    scenario = _load_or_exit(scenario_path, media)
     given = _parse_params(params)
     try:
         script = KeyScript.parse(list(keys), hangup_at)
@@ -161,17 +156,11 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, p
 
     from .scenario.corehttp import AiohttpCoreClient
     from .scenario.interpreter import Interpreter
-    from .scenario.loader import load_scenario
     from .telephony.embedded import EmbeddedBackend, SipSettings
 
     settings = _settings()
     media = _media(settings)
-    try:
-        scenario = load_scenario(scenario_path, prompts=media.catalogue)
-    except ScenarioInvalid as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(1)
+    scenario = _load_or_exit(scenario_path, media)
     given = _parse_params(params)
     try:
         scenario.bind_params(given)  # refuse bad parameters before dialing anyone
@@ -214,6 +203,18 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, p
     click.echo(f"{target}: {out['outcome']} (SIP {out['sip_status']}, {out['reason']})")
     if result is not None:
         click.echo(result.describe())
+
+
+def _load_or_exit(path: Path, media: MediaLibrary) -> Scenario:
+    """The scenario at ``path``, or its problems on stderr and exit status 1."""
+    from .scenario.loader import load_scenario
+
+    try:
+        return load_scenario(path, prompts=media.catalogue)
+    except ScenarioInvalid as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(1)
 
 
 def _parse_params(params: tuple[str, ...]) -> dict[str, str]:

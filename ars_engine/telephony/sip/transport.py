@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import ProtocolError
 from . import uas
@@ -141,21 +141,7 @@ class OutboundCallDriver:
         self._wake.set()  # deadlines may have moved
 
     async def _run_timers(self) -> None:
-        while not self._closed:
-            deadline = self.core.deadline
-            self._wake.clear()
-            if deadline is None:
-                await self._wake.wait()
-                continue
-            delay = deadline - self.loop.time()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                    continue  # something changed: recompute the deadline
-                except TimeoutError:
-                    pass
-            self._apply(self.core.on_timer(self.loop.time()))
+        await run_timers(self.core, self._wake, lambda: self._closed, self._apply)
 
 
 UasFinal = uas.CallConfirmed | uas.CallCanceled | uas.CallEnded
@@ -222,18 +208,34 @@ class IncomingCallDriver:
         self.apply(self.core.receive(message, self.loop.time(), source))
 
     async def _run_timers(self) -> None:
-        while not self._closed:
-            deadline = self.core.deadline
-            self._wake.clear()
-            if deadline is None:
-                await self._wake.wait()
-                continue
-            delay = deadline - self.loop.time()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                    continue
-                except TimeoutError:
-                    pass
-            self.apply(self.core.on_timer(self.loop.time()))
+        await run_timers(self.core, self._wake, lambda: self._closed, self.apply)
+
+
+class _TimedCore(Protocol):
+    @property
+    def deadline(self) -> float | None: ...
+
+    def on_timer(self, now: float) -> list[Any]: ...
+
+
+async def run_timers(core: _TimedCore, wake: asyncio.Event, closed: Callable[[], bool],
+                     apply: Callable[[list[Any]], None]) -> None:
+    """Run a sans-I/O core's timers until ``closed()``: sleep to its deadline, or until
+    ``wake`` says the deadline may have moved. (``asyncio.timeout``, not ``wait_for``: on 3.11 a
+    cancel racing the wake-up can be swallowed by wait_for, gh-86296.)"""
+    loop = asyncio.get_running_loop()
+    while not closed():
+        deadline = core.deadline
+        wake.clear()
+        if deadline is None:
+            await wake.wait()
+            continue
+        delay = deadline - loop.time()
+        if delay > 0:
+            try:
+                async with asyncio.timeout(delay):
+                    await wake.wait()
+                continue  # something changed: recompute the deadline
+            except TimeoutError:
+                pass
+        apply(core.on_timer(loop.time()))
