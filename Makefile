@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_sip_parse.py
 	$(BIN)/python bench/bench_rtp_streams.py
 	$(BIN)/python bench/bench_call_setup.py
+	$(BIN)/python bench/bench_dtmf_reaction.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis
