@@ -66,8 +66,10 @@ def call_cases() -> list[CallCase]:
     return cases
 
 
-async def _one(case: CallCase, backend: EmbeddedBackend, media: MediaLibrary, out: Path,
-               scenarios_dir: Path, core_url: str, core: AiohttpCoreClient) -> CallRow:
+async def run_call_case(case: CallCase, backend: EmbeddedBackend, media: MediaLibrary,
+                        out: Path, scenarios_dir: Path, core_url: str,
+                        core: AiohttpCoreClient) -> CallRow:
+    """One real call: a softphone behaving as ``case`` says, the engine calling it."""
     scenario = load_scenario(scenarios_dir / case.scenario, prompts=media.catalogue)
     params: dict[str, object] = dict(case.params)
     if "callback_url" in scenario.params and "callback_url" not in params:
@@ -102,7 +104,8 @@ async def _run_all(media: MediaLibrary, out: Path, scenarios_dir: Path) -> list[
             cases = call_cases()
             click.echo(f"placing {len(cases)} calls at once on loopback …", err=True)
             return list(await asyncio.gather(*(
-                _one(c, backend, media, out, scenarios_dir, local.url, core) for c in cases)))
+                run_call_case(c, backend, media, out, scenarios_dir, local.url, core)
+                for c in cases)))
     finally:
         await core.close()
         await local.stop()
