@@ -23,8 +23,9 @@ from .outcomes import Outcome
 from .rtp.media import MediaSession
 from .simulated import write_stereo_recording
 from .sip.call import CallAnswered, CallConfig, CallEnded, OutboundCall
+from .sip.keepalive import TrunkMonitor
 from .sip.sdp import SessionDescription, make_offer, negotiate_answer
-from .sip.transport import OutboundCallDriver, SipEndpoint
+from .sip.transport import OutboundCallDriver, SipEndpoint, TrunkMonitorDriver
 
 log = logging.getLogger("ars_engine.embedded")
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class SipSettings:
     answer_timeout: float = 30.0
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     t1: float = 0.5  # RFC 3261 T1; tests shorten it so Timer B (64·T1) does not take 32 s
+    keepalive: float = 30.0  # seconds between OPTIONS to the proxy (0: none; no proxy: none)
 
     def __repr__(self) -> str:
         return f"SipSettings({self.host}:{self.port}, proxy={self.proxy})"
@@ -68,12 +70,22 @@ class EmbeddedBackend:
         self.settings = settings
         self.recordings_dir = recordings_dir
         self.endpoint: SipEndpoint | None = None
+        self.trunk: TrunkMonitorDriver | None = None  # OPTIONS keepalive when a proxy is set
 
     async def __aenter__(self) -> EmbeddedBackend:
-        self.endpoint = await SipEndpoint.open(self.settings.host, self.settings.port)
+        s = self.settings
+        self.endpoint = await SipEndpoint.open(s.host, s.port)
+        if s.proxy and s.keepalive > 0:
+            monitor = TrunkMonitor(s.proxy, *self.endpoint.local, interval=s.keepalive, t1=s.t1,
+                                   user=s.from_user)
+            self.trunk = TrunkMonitorDriver(self.endpoint, monitor)
+            self.trunk.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.trunk is not None:
+            await self.trunk.close()
+            self.trunk = None
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None

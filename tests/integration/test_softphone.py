@@ -229,3 +229,24 @@ async def test_cli_softphone_prints_one_json_line_per_call_and_exits_after_n(
     report = json.loads(line)
     assert report["state"] == "busy" and report["events"][-1] == {
         "t": report["events"][-1]["t"], "event": "rejected", "status": 486}
+
+
+async def test_options_keepalive_sees_the_trunk_up_then_down(tmp_path: Path) -> None:
+    # Our softphone answers OPTIONS, so it can stand in for a trunk (outbound proxy).
+    phone = Softphone(("127.0.0.1", 0), SoftphoneBehaviour(), tmp_path / "heard", t1=0.05)
+    await phone.start()
+    try:
+        settings = SipSettings(proxy=phone.address, keepalive=0.2, t1=0.02)
+        async with EmbeddedBackend(settings) as backend:
+            trunk = backend.trunk
+            assert trunk is not None
+            async with asyncio.timeout(5):
+                await trunk.changed.wait()
+            assert trunk.status is not None and trunk.status.up and trunk.status.status == 200
+            trunk.changed.clear()
+            await phone.close()  # the trunk goes away: OPTIONS go unanswered
+            async with asyncio.timeout(10):
+                await trunk.changed.wait()  # Timer F = 64·T1 = 1.28 s
+            assert trunk.status is not None and not trunk.status.up
+    finally:
+        await phone.close()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ...errors import ProtocolError
 from . import uas
 from .call import CallAnswered, CallEnded, CallProgress, OutboundCall, SendTo
+from .keepalive import TrunkMonitor, TrunkStatus
 from .message import SipMessage, SipRequest, SipResponse, is_keepalive, parse_message
 
 log = logging.getLogger("ars_engine.sip")
@@ -239,3 +240,51 @@ async def run_timers(core: _TimedCore, wake: asyncio.Event, closed: Callable[[],
             except TimeoutError:
                 pass
         apply(core.on_timer(loop.time()))
+
+
+class TrunkMonitorDriver:
+    """Runs a :class:`~ars_engine.telephony.sip.keepalive.TrunkMonitor` on an endpoint;
+    ``status`` holds the latest TrunkStatus, ``changed`` is set at every change."""
+
+    def __init__(self, endpoint: SipEndpoint, monitor: TrunkMonitor) -> None:
+        self.endpoint = endpoint
+        self.monitor = monitor
+        self.loop = asyncio.get_running_loop()
+        self.status: TrunkStatus | None = None
+        self.changed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._timer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.endpoint.calls[self.monitor.call_id] = self._receive
+        self._apply(self.monitor.start(self.loop.time()))
+        self._timer = self.loop.create_task(
+            run_timers(self.monitor, self._wake, lambda: self._closed, self._apply),
+            name="sip-keepalive")
+
+    async def close(self) -> None:
+        self.endpoint.calls.pop(self.monitor.call_id, None)
+        self._closed = True
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+
+    def _receive(self, message: SipMessage, source: Addr) -> None:
+        if isinstance(message, SipResponse):
+            self._apply(self.monitor.receive(message, self.loop.time()))
+
+    def _apply(self, outputs: Sequence[object]) -> None:
+        for out in outputs:
+            if isinstance(out, SendTo):
+                self.endpoint.send(out.data, out.addr)
+            elif isinstance(out, TrunkStatus):
+                self.status = out
+                log.log(logging.INFO if out.up else logging.WARNING, "trunk %s:%s is %s",
+                        self.monitor.trunk[0], self.monitor.trunk[1],
+                        "up" if out.up else "down (no answer to OPTIONS)")
+                self.changed.set()
+        self._wake.set()
