@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ..outcomes import Outcome, outcome_from_sip_status
 from .digest import authorization, parse_challenge
 from .headers import NameAddr, Via
-from .message import SipMessage, SipRequest, SipResponse
+from .message import SipMessage, SipRequest, SipResponse, response_to
 from .transaction import (
     Final,
     InviteClientTransaction,
@@ -319,10 +319,9 @@ class OutboundCall:
 
     # -- responses ----------------------------------------------------------------------------
     def _response(self, response: SipResponse, now: float) -> list[Output]:
-        vias = response.get_all("Via")
-        if not vias:
+        if not response.get_all("Via"):
             return []
-        branch = Via.parse(vias[0]).branch
+        branch = response.branch
         method = response.cseq.method
         if method == "INVITE" and branch == self._invite_branch and self._invite_tx:
             return self._invite_events(self._invite_tx.receive(response, response.status, now),
@@ -451,11 +450,8 @@ class OutboundCall:
 
     def _reply(self, request: SipRequest, source: Addr | None, status: int,
                reason: str) -> SendTo:
-        headers = [("Via", v) for v in request.get_all("Via")]
-        headers += [(name, request.get(name) or "") for name in ("From", "To", "Call-ID", "CSeq")]
-        if status == 405:
-            headers.append(("Allow", ALLOW))
-        response = SipResponse(status, reason, tuple(headers))
+        extra = (("Allow", ALLOW),) if status == 405 else ()
+        response = response_to(request, status, reason, extra=extra)
         if source is None:  # no datagram source known: the top Via's sent-by (§18.2.2)
             vias = request.get_all("Via")
             top = Via.parse(vias[0]) if vias else None

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .call import SendTo
-from .headers import Via
 from .message import SipRequest, SipResponse
 from .transaction import Final, NonInviteClientTransaction, Send, Timeout
 
@@ -63,8 +62,7 @@ class TrunkMonitor:
         return self._probe(now)
 
     def receive(self, response: SipResponse, now: float) -> list[SendTo | TrunkStatus]:
-        vias = response.get_all("Via")
-        if self._tx is None or not vias or Via.parse(vias[0]).branch != self._branch:
+        if self._tx is None or response.branch != self._branch:
             return []
         return self._events(self._tx.receive(response, response.status, now), now)
 

@@ -21,7 +21,7 @@ from typing import Self
 
 from ...errors import ProtocolError
 from .grammar import ABSOLUTE_URI, is_token, split_list
-from .headers import LIST_HEADERS, CSeq, canonical_name
+from .headers import LIST_HEADERS, CSeq, Via, canonical_name
 from .uri import SipUri
 
 __all__ = ["Headers", "SipMessage", "SipRequest", "SipResponse", "SipStreamParser",
@@ -74,6 +74,12 @@ class _HeaderAccess:
     def call_id(self) -> str | None:
         """The Call-ID (RFC 3261 §20.8), or None when absent."""
         return self.get("Call-ID")
+
+    @property
+    def branch(self) -> str:
+        """The top Via's branch (the transaction id, RFC 3261 §17.1.3), '' when none."""
+        vias = self.get_all("Via")
+        return (Via.parse(vias[0]).branch or "") if vias else ""
 
     @property
     def cseq(self) -> CSeq:
@@ -140,6 +146,19 @@ class SipResponse(_HeaderAccess):
 
 
 SipMessage = SipRequest | SipResponse
+
+
+def response_to(request: SipRequest, status: int, reason: str, *, to_tag: str | None = None,
+                extra: Headers = (), body: bytes = b"") -> SipResponse:
+    """A response to ``request``: its Via list, From, To (with ``to_tag`` added when it has
+    none), Call-ID and CSeq copied as RFC 3261 §8.2.6.2 requires, then ``extra`` headers."""
+    to = request.get("To") or ""
+    if to_tag and ";tag=" not in to:
+        to += f";tag={to_tag}"
+    headers = [("Via", v) for v in request.get_all("Via")]
+    headers += [("From", request.get("From") or ""), ("To", to),
+                ("Call-ID", request.call_id or ""), ("CSeq", request.get("CSeq") or "")]
+    return SipResponse(status, reason, (*headers, *extra), body)
 
 
 def is_keepalive(data: bytes) -> bool:

@@ -17,7 +17,14 @@ from ...errors import ProtocolError
 from . import uas
 from .call import CallAnswered, CallEnded, CallProgress, OutboundCall, SendTo
 from .keepalive import TrunkMonitor, TrunkStatus
-from .message import SipMessage, SipRequest, SipResponse, is_keepalive, parse_message
+from .message import (
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    is_keepalive,
+    parse_message,
+    response_to,
+)
 
 log = logging.getLogger("ars_engine.sip")
 
@@ -75,43 +82,37 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
 def stateless_reply(request: SipRequest, status: int, reason: str) -> bytes:
     """A response to ``request`` outside any call (481 for a stray request, 200 to OPTIONS)."""
-    headers = [("Via", v) for v in request.get_all("Via")]
-    headers += [(n, request.get(n) or "") for n in ("From", "To", "Call-ID", "CSeq")]
-    return bytes(SipResponse(status, reason, tuple(headers)))
+    return bytes(response_to(request, status, reason))
 
 
-class OutboundCallDriver:
-    """Runs one :class:`OutboundCall` on a :class:`SipEndpoint`.
+class _CoreDriver:
+    """What every driver shares: the Call-ID route on the endpoint, one owned timer task
+    (:func:`run_timers`) and :meth:`close`. Subclasses implement :meth:`apply`."""
 
-    ``answered`` resolves with CallAnswered or (when the call failed) CallEnded; ``ended``
-    resolves with CallEnded. ``progress`` lists the 1xx seen.
-    """
-
-    def __init__(self, endpoint: SipEndpoint, core: OutboundCall) -> None:
+    def __init__(self, endpoint: SipEndpoint, core: _TimedCore, call_id: str) -> None:
         self.endpoint = endpoint
-        self.core = core
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        self.answered: asyncio.Future[CallAnswered | CallEnded] = loop.create_future()
-        self.ended: asyncio.Future[CallEnded] = loop.create_future()
-        self.progress: list[CallProgress] = []
+        self.loop = asyncio.get_running_loop()
+        self._core = core
+        self._call_id = call_id
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
 
-    def start(self) -> None:
-        self.endpoint.calls[self.core.call_id] = self._receive
-        self._apply(self.core.start(self.loop.time()))
-        self._timer = self.loop.create_task(self._run_timers(), name=f"sip-{self.core.call_id}")
+    def apply(self, outputs: Sequence[Any]) -> None:
+        raise NotImplementedError
 
-    async def hangup(self) -> CallEnded:
-        """CANCEL or BYE, then wait for the call to end (bounded by the SIP timers)."""
-        if not self.ended.done():
-            self._apply(self.core.hangup(self.loop.time()))
-        return await asyncio.shield(self.ended)
+    def _run(self, first: Sequence[Any], name: str) -> None:
+        """Route the Call-ID here, carry out the core's first outputs, start its timers."""
+        self.endpoint.calls[self._call_id] = self._receive
+        self.apply(first)
+        self._timer = self.loop.create_task(
+            run_timers(self._core, self._wake, lambda: self._closed, self.apply), name=name)
+
+    def _receive(self, message: SipMessage, source: Addr) -> None:
+        self.apply(self._core.receive(message, self.loop.time(), source))  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        self.endpoint.calls.pop(self.core.call_id, None)
+        self.endpoint.calls.pop(self._call_id, None)
         # The flag, not only cancel(): on 3.11 a cancel racing the wake-up event can be
         # swallowed by the wait inside the loop (gh-86296), which then sleeps until Timer D.
         self._closed = True
@@ -122,10 +123,31 @@ class OutboundCallDriver:
                 await self._timer
             self._timer = None
 
-    def _receive(self, message: SipMessage, source: Addr) -> None:
-        self._apply(self.core.receive(message, self.loop.time(), source))
 
-    def _apply(self, outputs: Sequence[object]) -> None:
+class OutboundCallDriver(_CoreDriver):
+    """Runs one :class:`OutboundCall` on a :class:`SipEndpoint`.
+
+    ``answered`` resolves with CallAnswered or (when the call failed) CallEnded; ``ended``
+    resolves with CallEnded. ``progress`` lists the 1xx seen.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, core: OutboundCall) -> None:
+        super().__init__(endpoint, core, core.call_id)
+        self.core = core
+        self.answered: asyncio.Future[CallAnswered | CallEnded] = self.loop.create_future()
+        self.ended: asyncio.Future[CallEnded] = self.loop.create_future()
+        self.progress: list[CallProgress] = []
+
+    def start(self) -> None:
+        self._run(self.core.start(self.loop.time()), f"sip-{self.core.call_id}")
+
+    async def hangup(self) -> CallEnded:
+        """CANCEL or BYE, then wait for the call to end (bounded by the SIP timers)."""
+        if not self.ended.done():
+            self.apply(self.core.hangup(self.loop.time()))
+        return await asyncio.shield(self.ended)
+
+    def apply(self, outputs: Sequence[object]) -> None:
         for out in outputs:
             if isinstance(out, SendTo):
                 self.endpoint.send(out.data, out.addr)
@@ -141,14 +163,11 @@ class OutboundCallDriver:
                     self.ended.set_result(out)
         self._wake.set()  # deadlines may have moved
 
-    async def _run_timers(self) -> None:
-        await run_timers(self.core, self._wake, lambda: self._closed, self._apply)
-
 
 UasFinal = uas.CallConfirmed | uas.CallCanceled | uas.CallEnded
 
 
-class IncomingCallDriver:
+class IncomingCallDriver(_CoreDriver):
     """Runs one :class:`~.uas.IncomingCall` (the UAS core) on a :class:`SipEndpoint`: routes the
     call's messages to it, runs its timers on one owned task, and records what it reported.
 
@@ -158,22 +177,15 @@ class IncomingCallDriver:
     """
 
     def __init__(self, endpoint: SipEndpoint, core: uas.IncomingCall) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, core, core.call_id)
         self.core = core
-        self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[uas.Output] = asyncio.Queue()
         self.confirmed: asyncio.Future[UasFinal] = self.loop.create_future()
         self.ended: asyncio.Future[uas.CallCanceled | uas.CallEnded] = self.loop.create_future()
-        self._wake = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
-        self._closed = False
 
     def start(self) -> None:
         """Register the Call-ID, send 100 Trying (or the 401) and start the timer task."""
-        self.endpoint.calls[self.core.call_id] = self._receive
-        self.apply(self.core.start(self.loop.time()))
-        self._timer = self.loop.create_task(self._run_timers(),
-                                            name=f"sip-uas-{self.core.call_id}")
+        self._run(self.core.start(self.loop.time()), f"sip-uas-{self.core.call_id}")
 
     def apply(self, outputs: Sequence[uas.Output]) -> None:
         """Carry out what the core returned (from ``ring``, ``answer``, ``reject``…)."""
@@ -195,21 +207,6 @@ class IncomingCallDriver:
             self._wake.clear()
             await self._wake.wait()
 
-    async def close(self) -> None:
-        self.endpoint.calls.pop(self.core.call_id, None)
-        self._closed = True  # the flag, not only cancel(): see OutboundCallDriver.close
-        self._wake.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
-
-    def _receive(self, message: SipMessage, source: Addr) -> None:
-        self.apply(self.core.receive(message, self.loop.time(), source))
-
-    async def _run_timers(self) -> None:
-        await run_timers(self.core, self._wake, lambda: self._closed, self.apply)
 
 
 class _TimedCore(Protocol):
@@ -242,42 +239,24 @@ async def run_timers(core: _TimedCore, wake: asyncio.Event, closed: Callable[[],
         apply(core.on_timer(loop.time()))
 
 
-class TrunkMonitorDriver:
+class TrunkMonitorDriver(_CoreDriver):
     """Runs a :class:`~ars_engine.telephony.sip.keepalive.TrunkMonitor` on an endpoint;
     ``status`` holds the latest TrunkStatus, ``changed`` is set at every change."""
 
     def __init__(self, endpoint: SipEndpoint, monitor: TrunkMonitor) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, monitor, monitor.call_id)
         self.monitor = monitor
-        self.loop = asyncio.get_running_loop()
         self.status: TrunkStatus | None = None
         self.changed = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._closed = False
-        self._timer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.endpoint.calls[self.monitor.call_id] = self._receive
-        self._apply(self.monitor.start(self.loop.time()))
-        self._timer = self.loop.create_task(
-            run_timers(self.monitor, self._wake, lambda: self._closed, self._apply),
-            name="sip-keepalive")
-
-    async def close(self) -> None:
-        self.endpoint.calls.pop(self.monitor.call_id, None)
-        self._closed = True
-        self._wake.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
+        self._run(self.monitor.start(self.loop.time()), "sip-keepalive")
 
     def _receive(self, message: SipMessage, source: Addr) -> None:
         if isinstance(message, SipResponse):
-            self._apply(self.monitor.receive(message, self.loop.time()))
+            self.apply(self.monitor.receive(message, self.loop.time()))
 
-    def _apply(self, outputs: Sequence[object]) -> None:
+    def apply(self, outputs: Sequence[object]) -> None:
         for out in outputs:
             if isinstance(out, SendTo):
                 self.endpoint.send(out.data, out.addr)

@@ -46,8 +46,8 @@ from ...errors import ProtocolError
 from .call import ALLOW, Addr, SendTo
 from .digest import parse_credentials, verify
 from .grammar import quote
-from .headers import NameAddr, Via
-from .message import SipMessage, SipRequest, SipResponse
+from .headers import NameAddr
+from .message import SipMessage, SipRequest, SipResponse, response_to
 from .sdp import MediaRejected, NegotiatedMedia, SessionDescription, answer_offer
 from .transaction import T1, T2, Final, NonInviteClientTransaction, Send, Timeout
 from .transaction import Output as TxOutput
@@ -128,11 +128,6 @@ class CallEnded:
 Output = SendTo | IncomingProgress | CallConfirmed | CallCanceled | CallEnded
 
 
-def _branch(message: SipMessage) -> str:
-    vias = message.get_all("Via")
-    return (Via.parse(vias[0]).branch or "") if vias else ""
-
-
 def _tag(message: SipMessage, header: str) -> str | None:
     try:
         return NameAddr.parse(message.get(header) or "").tag
@@ -153,7 +148,7 @@ class _InviteServerTx:
     __slots__ = ("_g_interval", "branch", "final", "g", "h", "invite", "last", "t1", "t2")
 
     def __init__(self, invite: SipRequest, t1: float, t2: float) -> None:
-        self.invite, self.branch, self.t1, self.t2 = invite, _branch(invite), t1, t2
+        self.invite, self.branch, self.t1, self.t2 = invite, invite.branch, t1, t2
         self.last: bytes | None = None
         self.final: int | None = None
         self._g_interval = t1
@@ -296,7 +291,7 @@ class IncomingCall:
         """Feed a parsed message of this call; ``source`` is the datagram's origin."""
         source = source or self.source
         if isinstance(message, SipResponse):
-            if self._bye and _branch(message) == self._bye[0] and message.cseq.method == "BYE":
+            if self._bye and message.branch == self._bye[0] and message.cseq.method == "BYE":
                 return self._bye_events(self._bye[1].receive(message, message.status, now))
             return []  # stray response: absorbed
         method = message.method
@@ -334,7 +329,7 @@ class IncomingCall:
 
     # -- requests from the caller -------------------------------------------------------------
     def _invite(self, invite: SipRequest, now: float, source: Addr) -> list[Output]:
-        branch = _branch(invite)
+        branch = invite.branch
         for tx in (self._tx, *self._old):
             if tx.branch == branch:  # §17.2.1: a retransmission gets the last response again
                 return [SendTo(tx.last, source)] if tx.last else []
@@ -366,7 +361,7 @@ class IncomingCall:
                 and verify(credentials, "INVITE", c.password or "", body=invite.body))
 
     def _ack(self, ack: SipRequest, now: float) -> list[Output]:
-        branch = _branch(ack)
+        branch = ack.branch
         for tx in (self._tx, *self._old):
             if tx.branch == branch and tx.final is not None and tx.final >= 300:
                 tx.acked()  # §17.2.1: the ACK to a non-2xx is in the INVITE's transaction
@@ -384,7 +379,7 @@ class IncomingCall:
 
     def _cancel(self, cancel: SipRequest, now: float, source: Addr) -> list[Output]:
         # §9.2: the CANCEL names its INVITE by the top Via branch (and Call-ID, From, CSeq).
-        branch = _branch(cancel)
+        branch = cancel.branch
         if not any(tx.branch == branch for tx in (self._tx, *self._old)):
             return [self._reply(cancel, source, 481, "Call/Transaction Does Not Exist")]
         out: list[Output] = [self._reply(cancel, source, 200, "OK")]
@@ -424,14 +419,11 @@ class IncomingCall:
     def _reply(self, request: SipRequest, source: Addr, status: int, reason: str,
                extra: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> SendTo:
         """A response; stateless for CANCEL, BYE, OPTIONS, errors (resent when they are)."""
-        to = request.get("To") or ""
-        if status != 100 and _tag(request, "To") is None:
-            to += f";tag={self.local_tag}"  # §8.2.6.2: every response but 100 gets our tag
-        headers = [("Via", v) for v in request.get_all("Via")]
-        headers += [("From", request.get("From") or ""), ("To", to),
-                    ("Call-ID", request.call_id or ""), ("CSeq", request.get("CSeq") or ""),
-                    ("Server", self.config.user_agent), *extra]
-        return SendTo(bytes(SipResponse(status, reason, tuple(headers), body)), source)
+        # §8.2.6.2: every response but 100 carries our tag.
+        tag = self.local_tag if status != 100 and _tag(request, "To") is None else None
+        response = response_to(request, status, reason, to_tag=tag,
+                               extra=(("Server", self.config.user_agent), *extra), body=body)
+        return SendTo(bytes(response), source)
 
     def _dialog_headers(self) -> tuple[tuple[str, str], ...]:
         # §12.1.1: a response that creates a dialog copies the Record-Route, and has a Contact.
