@@ -71,6 +71,45 @@ class CollectResult:
         return f"CollectResult({len(self.digits)} digits, {self.end.value})"
 
 
+class KeyCollector:
+    """The collect rules every channel shares: which timeout runs next, and when a key ends
+    the collect. The channel supplies time (real or virtual) and the keys."""
+
+    def __init__(self, spec: CollectSpec, start: float) -> None:
+        self.spec = spec
+        self.last = start
+        self.total = start + spec.total_timeout if spec.total_timeout else None
+        self.digits: list[str] = []
+        self.times: list[int] = []
+
+    def deadline(self) -> tuple[float, CollectEnd]:
+        """When the wait for the next key ends, and how the collect ends if it does."""
+        if self.digits:
+            deadline = self.last + self.spec.inter_digit_timeout
+            end = CollectEnd.INTER_DIGIT_TIMEOUT
+        else:
+            deadline = self.last + self.spec.first_digit_timeout
+            end = CollectEnd.FIRST_DIGIT_TIMEOUT
+        if self.total is not None and self.total < deadline:
+            return self.total, CollectEnd.TOTAL_TIMEOUT
+        return deadline, end
+
+    def key(self, key: str, now: float, t_ms: int) -> CollectResult | None:
+        """Take one key (received at ``t_ms`` since answer, handled at ``now``); the result
+        when it ends the collect."""
+        self.last = now
+        self.times.append(t_ms)
+        if self.spec.finish_key and key == self.spec.finish_key:
+            return self.result(CollectEnd.FINISH_KEY)
+        self.digits.append(key)
+        if len(self.digits) >= self.spec.max_digits:
+            return self.result(CollectEnd.MAX_DIGITS)
+        return None
+
+    def result(self, end: CollectEnd) -> CollectResult:
+        return CollectResult("".join(self.digits), end, tuple(self.times))
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
     """A finished recording: where it is and how long it lasted."""

@@ -11,14 +11,21 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import CalleeHangup, ProtocolError
 from ..media.clip import BYTES_PER_MS, PromptAudio
-from .channel import Channel, CollectEnd, CollectResult, CollectSpec, PlayResult, RecordingInfo
+from .channel import (
+    Channel,
+    CollectResult,
+    CollectSpec,
+    KeyCollector,
+    PlayResult,
+    RecordingInfo,
+)
 from .outcomes import Outcome
 from .rtp.media import MediaSession
 from .simulated import write_stereo_recording
@@ -177,30 +184,18 @@ class EmbeddedChannel(Channel):
         return await self._until_hangup(self._collect(spec))
 
     async def _collect(self, spec: CollectSpec) -> CollectResult:
-        start = self.loop.time()
-        total = start + spec.total_timeout if spec.total_timeout else None
-        digits: list[str] = []
-        times: list[int] = []
-        last = start
+        collector = KeyCollector(spec, self.loop.time())
         while True:
-            wait = spec.first_digit_timeout if not digits else spec.inter_digit_timeout
-            deadline, end = last + wait, (CollectEnd.FIRST_DIGIT_TIMEOUT if not digits
-                                          else CollectEnd.INTER_DIGIT_TIMEOUT)
-            if total is not None and total < deadline:
-                deadline, end = total, CollectEnd.TOTAL_TIMEOUT
+            deadline, end = collector.deadline()
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
                 async with asyncio.timeout(max(deadline - self.loop.time(), 0)):
                     key, at = await self.media.keys.get()
             except TimeoutError:
-                return CollectResult("".join(digits), end, tuple(times))
-            last = self.loop.time()
-            times.append(int((at - self.answered_at) * 1000))
-            if spec.finish_key and key == spec.finish_key:
-                return CollectResult("".join(digits), CollectEnd.FINISH_KEY, tuple(times))
-            digits.append(key)
-            if len(digits) >= spec.max_digits:
-                return CollectResult("".join(digits), CollectEnd.MAX_DIGITS, tuple(times))
+                return collector.result(end)
+            done = collector.key(key, self.loop.time(), int((at - self.answered_at) * 1000))
+            if done is not None:
+                return done
 
     def flush_digits(self) -> None:
         while not self.media.keys.empty():
@@ -231,5 +226,3 @@ class EmbeddedChannel(Channel):
         await self.media.close()
         await self.driver.close()
 
-
-ScenarioRunner = Callable[[EmbeddedChannel], Awaitable[object]]

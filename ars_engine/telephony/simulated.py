@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CalleeHangup
+from ..media.audio import write_wav
 from ..media.clip import BYTES_PER_MS, SAMPLE_RATE, PromptAudio
 from .channel import (
     DTMF_KEYS,
     Channel,
-    CollectEnd,
     CollectResult,
     CollectSpec,
+    KeyCollector,
     PlayResult,
     RecordingInfo,
 )
@@ -137,25 +138,17 @@ class SimulatedChannel(Channel):
         for cue in list(self._after_cues):
             if cue.after_prompt in prompt.prompt_ids:
                 self._after_cues.remove(cue)
-                self._type(self._t + self.script.gather_delay, cue.keys)
+                self._schedule(self._t + self.script.gather_delay, cue.keys)
         return PlayResult(played)
 
     async def collect(self, spec: CollectSpec) -> CollectResult:
         self._check_up()
         if self._gather_cues and not self._buffer:
             cue = self._gather_cues.pop(0)
-            self._type(self._t + self.script.gather_delay, cue.keys)
-        start = self._t
-        total_deadline = start + spec.total_timeout if spec.total_timeout else None
-        digits: list[str] = []
-        times: list[int] = []
-        last = start
+            self._schedule(self._t + self.script.gather_delay, cue.keys)
+        collector = KeyCollector(spec, self._t)
         while True:
-            wait = spec.first_digit_timeout if not digits else spec.inter_digit_timeout
-            deadline = last + wait
-            end = CollectEnd.FIRST_DIGIT_TIMEOUT if not digits else CollectEnd.INTER_DIGIT_TIMEOUT
-            if total_deadline is not None and total_deadline < deadline:
-                deadline, end = total_deadline, CollectEnd.TOTAL_TIMEOUT
+            deadline, end = collector.deadline()
             key_time, key = self._take_key(deadline)
             hangup = self.script.hangup_at
             if hangup is not None and hangup <= (key_time if key is not None else deadline):
@@ -163,15 +156,11 @@ class SimulatedChannel(Channel):
                 self._hang_up_now()
             if key is None:
                 self._advance_to(max(deadline, self._t))
-                return CollectResult("".join(digits), end, tuple(times))
+                return collector.result(end)
             self._advance_to(max(key_time, self._t))
-            last = self._t
-            times.append(int(key_time * 1000))
-            if spec.finish_key and key == spec.finish_key:
-                return CollectResult("".join(digits), CollectEnd.FINISH_KEY, tuple(times))
-            digits.append(key)
-            if len(digits) >= spec.max_digits:
-                return CollectResult("".join(digits), CollectEnd.MAX_DIGITS, tuple(times))
+            done = collector.key(key, self._t, int(key_time * 1000))
+            if done is not None:
+                return done
 
     def flush_digits(self) -> None:
         self._buffer.clear()
@@ -229,9 +218,6 @@ class SimulatedChannel(Channel):
             self._seq += 1
             heapq.heappush(self._pending, (at + i * self.script.key_gap, self._seq, key))
 
-    def _type(self, at: float, keys: str) -> None:
-        self._schedule(at, keys)
-
     def _next_key_time(self) -> float | None:
         return self._pending[0][0] if self._pending else None
 
@@ -269,14 +255,8 @@ class SimulatedChannel(Channel):
 
 def write_mono_wav(path: Path, pcm: bytes) -> None:
     """Write 8 kHz mono s16le PCM as a WAV file (creating folders)."""
-    import wave
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm)
+    write_wav(path, pcm)
 
 
 def key_tones(keys: list[tuple[float, str]], n_bytes: int) -> bytes:
@@ -298,8 +278,6 @@ def key_tones(keys: list[tuple[float, str]], n_bytes: int) -> bytes:
 
 def write_stereo_recording(path: Path, *, engine: bytes, callee: bytes) -> None:
     """A call recording: callee on the left channel, engine on the right (8 kHz, 16-bit)."""
-    import wave
-
     import numpy as np
 
     n = max(len(engine), len(callee)) // 2
@@ -308,8 +286,4 @@ def write_stereo_recording(path: Path, *, engine: bytes, callee: bytes) -> None:
     left[: len(callee) // 2] = np.frombuffer(callee[: n * 2], dtype="<i2")
     right[: len(engine) // 2] = np.frombuffer(engine[: n * 2], dtype="<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(np.column_stack([left, right]).tobytes())
+    write_wav(path, np.column_stack([left, right]).tobytes(), channels=2)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal
 
 from ...errors import ProtocolError
 from ...media.audio import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from ...media.clip import BYTES_PER_MS
 from ...media.dtmf import GoertzelDetector, tone
 from ...media.vad import PromptEndDetector
 from ..sip.sdp import NegotiatedMedia
@@ -276,7 +277,7 @@ class MediaSession(asyncio.DatagramProtocol):
     def _finish_play(self, *, interrupted: bool) -> None:
         play, self._play = self._play, None
         if play is not None and not play.done.done():
-            played_ms = play.offset // 16
+            played_ms = play.offset // BYTES_PER_MS
             play.done.set_result((played_ms, interrupted))
 
     def _next_frame(self) -> bytes:
