@@ -22,12 +22,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ...errors import ProtocolError
 from ...media.audio import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -35,25 +35,33 @@ from ...media.clip import BYTES_PER_MS
 from ...media.dtmf import GoertzelDetector, tone
 from ...media.vad import PromptEndDetector
 from ..sip.sdp import NegotiatedMedia
+from .pacer import MAX_BURST, Pacer
 from .packet import RtpPacket, ts_distance
 from .rfc4733 import DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent
 from .session import RtpReceiver, RtpSender
 
 log = logging.getLogger("ars_engine.rtp")
 
-MAX_BURST = 5  # packets sent at once after a stall before the schedule skips ahead
 CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
     "PCMU": (ulaw_encode, ulaw_decode),
     "PCMA": (alaw_encode, alaw_decode),
 }
 
 
+ENCODE_CHUNK_FRAMES = 50  # a prompt is encoded one second at a time as it plays
+
+
 @dataclass(slots=True)
 class _Play:
+    """A prompt being sent. ``offset``: PCM bytes sent so far; ``coded``: the G.711 bytes of
+    ``pcm[coded_from:coded_from + 2·len(coded)]``, encoded a chunk at a time ahead of need."""
+
     pcm: bytes
     barge_in: bool
     done: asyncio.Future[tuple[int, bool]]
     offset: int = 0
+    coded: bytes = b""
+    coded_from: int = 0
 
 
 KeyMethod = Literal["rfc4733", "inband"]
@@ -74,63 +82,6 @@ class _KeyPress:
     offset: int = 0
 
 
-class _Pacer:
-    """One task per event loop and ptime that sends every session's packet each tick.
-
-    All sessions share one grid of absolute deadlines (``start + n · ptime``): a new session
-    joins at the next tick, so 500 streams cost one wake-up per 20 ms instead of 500, and every
-    stream keeps exact 20 ms spacing. Owned by the sessions: the last one to leave cancels it.
-    """
-
-    _instances: ClassVar[dict[tuple[int, float], _Pacer]] = {}
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, ptime: float) -> None:
-        self.loop = loop
-        self.ptime = ptime
-        self.sessions: dict[int, MediaSession] = {}
-        self.next_tick = loop.time()
-        self.task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop, ptime: float) -> _Pacer:
-        key = (id(loop), ptime)
-        pacer = cls._instances.get(key)
-        if pacer is None or pacer.loop is not loop:
-            pacer = cls._instances[key] = cls(loop, ptime)
-        return pacer
-
-    def add(self, session: MediaSession) -> float:
-        """Register ``session``; return the deadline of its first packet (the next tick)."""
-        self.sessions[id(session)] = session
-        if self.task is None:
-            self.next_tick = self.loop.time()
-            self.task = self.loop.create_task(self._run(), name="rtp-pacer")
-        return max(self.next_tick, self.loop.time())
-
-    async def remove(self, session: MediaSession) -> None:
-        self.sessions.pop(id(session), None)
-        if not self.sessions and self.task is not None:
-            task, self.task = self.task, None
-            self._instances.pop((id(self.loop), self.ptime), None)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            delay = self.next_tick - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = self.loop.time()
-            for session in list(self.sessions.values()):
-                try:
-                    session._send_due(now)
-                except Exception:  # one broken stream must not silence the others
-                    log.exception("rtp send failed")
-            self.next_tick += self.ptime
-            if now - self.next_tick > MAX_BURST * self.ptime:
-                self.next_tick = now  # the loop stalled: re-anchor the grid
-
 
 class MediaSession(asyncio.DatagramProtocol):
     """RTP for one call. Create with :meth:`open`, then :meth:`configure` and :meth:`start`."""
@@ -138,6 +89,8 @@ class MediaSession(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None  # sent on directly (see _send_due)
+        self.dropped_sends = 0  # packets the kernel refused (socket buffer full)
         self.local: tuple[str, int] = ("", 0)
         self.remote: tuple[str, int] | None = None
         self.media: NegotiatedMedia | None = None
@@ -151,9 +104,11 @@ class MediaSession(asyncio.DatagramProtocol):
         self._sender: RtpSender | None = None
         self._dtmf: DtmfReceiver | None = None
         self._inband: GoertzelDetector | None = None
-        self._pacer: _Pacer | None = None
+        self._pacer: Pacer | None = None
         self._play: _Play | None = None
         self._frame_bytes = 320
+        self._silence = b"\xff" * 160  # one ptime of encoded silence (set by configure)
+        self._sending = True  # False while the peer holds the call (see retarget)
         self._recording = False
         self._rec_engine = bytearray()
         self._rec_callee = bytearray()
@@ -168,8 +123,17 @@ class MediaSession(asyncio.DatagramProtocol):
     @classmethod
     async def open(cls, host: str, port: int = 0) -> MediaSession:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(cls, local_addr=(host, port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+            transport, protocol = await loop.create_datagram_endpoint(cls, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         protocol.transport = transport
+        protocol._sock = sock
         protocol.local = transport.get_extra_info("sockname")[:2]
         return protocol
 
@@ -185,6 +149,7 @@ class MediaSession(asyncio.DatagramProtocol):
         self._encode, self._decode = CODECS[media.codec]
         self.remote = (media.remote_addr, media.remote_port)
         self._frame_bytes = media.clock_rate * media.ptime // 1000 * 2
+        self._silence = self._encode(bytes(self._frame_bytes))
         self._sender = RtpSender(media.payload_type, clock_rate=media.clock_rate,
                                  ptime_ms=media.ptime)
         if media.dtmf_receive_payload_type is not None:
@@ -192,11 +157,38 @@ class MediaSession(asyncio.DatagramProtocol):
         else:
             self._inband = GoertzelDetector()  # peer sends no telephone-events: listen in-band
 
+    def retarget(self, media: NegotiatedMedia) -> None:
+        """Apply a stream renegotiated mid-call (the peer's re-INVITE): the new remote address
+        (symmetric RTP latches again on the peer's next packet), codec, payload types and
+        direction (``recvonly``/``inactive``: the peer put us on hold, nothing is sent). The
+        SSRC, sequence numbers and timestamps go on (RFC 3550 §5.1: one source, one clock)."""
+        if media.codec not in CODECS:
+            raise ValueError(f"codec {media.codec} is not supported (PCMU, PCMA)")
+        self.media = media
+        self._encode, self._decode = CODECS[media.codec]
+        self._silence = self._encode(bytes(self._frame_bytes))
+        if self._play is not None:
+            self._play.coded = b""  # re-encode the rest of the prompt in the new codec
+            self._play.coded_from = self._play.offset
+        self.remote = (media.remote_addr, media.remote_port)
+        self._latched = False
+        self._sending = media.direction in ("sendrecv", "sendonly")
+        if self._sender is not None:
+            self._sender.payload_type = media.payload_type
+        pt = media.dtmf_receive_payload_type
+        if pt is None:
+            self._dtmf = None
+            self._inband = self._inband or GoertzelDetector()
+        else:
+            self._inband = None
+            if self._dtmf is None or self._dtmf.payload_type != pt:
+                self._dtmf = DtmfReceiver(pt)
+
     def start(self) -> None:
         """Start sending (silence until a prompt plays) on the shared pacer; :meth:`close`
         stops it."""
         if self._pacer is None and self._sender is not None:
-            self._pacer = _Pacer.of(self.loop, self._sender.ptime)
+            self._pacer = Pacer.of(self.loop, self._sender.ptime)
             self._sender.start(self._pacer.add(self))
 
     async def play(self, pcm: bytes, *, barge_in: bool) -> tuple[int, bool]:
@@ -272,6 +264,7 @@ class MediaSession(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+            self._sock = None
 
     # -- sending ------------------------------------------------------------------------------
     def _finish_play(self, *, interrupted: bool) -> None:
@@ -280,26 +273,36 @@ class MediaSession(asyncio.DatagramProtocol):
             played_ms = play.offset // BYTES_PER_MS
             play.done.set_result((played_ms, interrupted))
 
-    def _next_frame(self) -> bytes:
+    def _next_payload(self) -> tuple[bytes, bytes | None]:
+        """The next slot's G.711 payload, and its PCM when it is not silence."""
         play = self._play
         size = self._frame_bytes
-        press = self._presses[0] if self._presses else None
-        if press is not None and press.method == "inband":
-            frame = press.tone[press.offset:press.offset + size]
-            press.offset += len(frame)
-            if press.offset >= len(press.tone):
-                self._key_sent()
-            return frame + bytes(size - len(frame))
         if play is None:
-            return bytes(size)
-        frame = play.pcm[play.offset:play.offset + size]
+            return self._silence, None
+        start = play.offset
+        frame = play.pcm[start:start + size]
+        at = (start - play.coded_from) // 2
+        if at + size // 2 > len(play.coded):  # encode the next chunk (one call per second)
+            chunk = play.pcm[start:start + size * ENCODE_CHUNK_FRAMES]
+            play.coded, play.coded_from, at = self._encode(chunk), start, 0
+        payload = play.coded[at:at + size // 2]
         play.offset += len(frame)
         if play.offset >= len(play.pcm):
             self._finish_play(interrupted=False)
-        return frame + bytes(size - len(frame))
+        if len(frame) < size:  # the prompt's last, partial frame: pad with silence
+            payload += self._silence[len(payload):]
+            frame += bytes(size - len(frame))
+        return payload, frame
 
     def _send_due(self, now: float) -> None:
-        """Send this session's packet for the current tick (called by the shared pacer)."""
+        """Send this session's packet for the current tick (called by the shared pacer).
+
+        The hot path (500 streams are 25,000 calls a second): prompts are encoded a second at a
+        time, silence is encoded once, the header is packed straight to bytes, and the packet
+        goes to the socket directly: asyncio's ``DatagramTransport.sendto`` wrapper costs about
+        a microsecond more per packet and its buffering would only delay audio that is due
+        now. A packet the kernel refuses (buffer full) is dropped and counted, as the network
+        would drop it."""
         sender = self._sender
         if sender is None:
             return
@@ -308,18 +311,37 @@ class MediaSession(asyncio.DatagramProtocol):
             behind = int(late / sender.ptime)
             sender.skip(behind)  # a long stall: skip ahead rather than flood the peer
             log.warning("rtp sender %d frames late; skipping ahead", behind)
-        press = self._presses[0] if self._presses else None
-        if press is not None and press.method == "rfc4733":
-            packet = self._event_packet(sender, press)
-            frame = bytes(self._frame_bytes)  # the slot carries no audio
+        frame: bytes | None
+        if self._presses:
+            wire, frame = self._key_slot(sender)
         else:
-            frame = self._next_frame()
-            packet = sender.media(self._encode(frame))
+            payload, frame = self._next_payload()
+            wire = sender.media_wire(payload)
         if self._recording:
-            self._rec_engine += frame
-        self._sent_samples += len(frame) // 2
-        if self.transport is not None and self.remote is not None:
-            self.transport.sendto(bytes(packet), self.remote)
+            self._rec_engine += frame if frame is not None else bytes(self._frame_bytes)
+        self._sent_samples += self._frame_bytes // 2
+        sock, remote = self._sock, self.remote
+        if sock is not None and remote is not None and self._sending:
+            try:
+                sock.sendto(wire, remote)
+            except (BlockingIOError, InterruptedError):
+                self.dropped_sends += 1
+            except OSError as exc:
+                self.error_received(exc)
+
+    def _key_slot(self, sender: RtpSender) -> tuple[bytes, bytes | None]:
+        """The slot of a key being sent: a telephone-event packet (no audio), or the key's
+        in-band tone in place of the audio."""
+        press = self._presses[0]
+        if press.method == "rfc4733":
+            return bytes(self._event_packet(sender, press)), None
+        size = self._frame_bytes
+        frame = press.tone[press.offset:press.offset + size]
+        press.offset += len(frame)
+        if press.offset >= len(press.tone):
+            self._key_sent()
+        frame += bytes(size - len(frame))
+        return sender.media_wire(self._encode(frame)), frame
 
     def _event_packet(self, sender: RtpSender, press: _KeyPress) -> RtpPacket:
         """The next telephone-event packet of ``press``, in the slot of one audio packet."""

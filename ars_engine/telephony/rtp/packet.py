@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ...errors import ProtocolError
 
 __all__ = [
+    "HEADER",
     "HEADER_SIZE",
     "RtpHeaderExtension",
     "RtpPacket",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 HEADER_SIZE = 12
-_HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 _EXTENSION_HEADER = struct.Struct("!HH")
 _VERSION = 2
 
@@ -75,7 +76,7 @@ class RtpPacket:
         size = len(data)
         if size < HEADER_SIZE:
             raise ProtocolError("rtp", size, f"{size} bytes, shorter than the 12-byte header")
-        first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        first, second, sequence, timestamp, ssrc = HEADER.unpack_from(data)
         if first >> 6 != _VERSION:
             raise ProtocolError("rtp", 0, f"version {first >> 6}, expected 2")
         count = first & 0x0F
@@ -118,7 +119,7 @@ class RtpPacket:
                  | (0x10 if self.extension is not None else 0) | len(self.csrc))
         second = (0x80 if self.marker else 0) | self.payload_type
         try:
-            parts = [_HEADER.pack(first, second, self.sequence, self.timestamp, self.ssrc)]
+            parts = [HEADER.pack(first, second, self.sequence, self.timestamp, self.ssrc)]
             if self.csrc:
                 parts.append(struct.pack(f"!{len(self.csrc)}I", *self.csrc))
             if self.extension is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from .packet import RtpPacket, seq_distance
+from .packet import HEADER, RtpPacket, seq_distance
 
 
 class RtpSender:
@@ -63,6 +63,18 @@ class RtpSender:
         self._index += 1
         self.sent += 1
         return packet
+
+    def media_wire(self, payload: bytes) -> bytes:
+        """As :meth:`media`, but the packet's bytes directly (the per-packet hot path: no
+        packet object, one ``struct.pack``)."""
+        header = HEADER.pack(0x80, (0x80 if self._talkspurt else 0) | self.payload_type,
+                             self.sequence, self.timestamp, self.ssrc)
+        self._talkspurt = False
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + self.samples_per_packet) & 0xFFFFFFFF
+        self._index += 1
+        self.sent += 1
+        return header + payload
 
     def skip(self, packets: int = 1) -> None:
         """Leave ``packets`` slots empty (silence suppression): time advances, seq does not."""
