@@ -32,6 +32,7 @@ from .simulated import write_stereo_recording
 from .sip.call import CallAnswered, CallConfig, CallEnded, OutboundCall
 from .sip.keepalive import TrunkMonitor
 from .sip.sdp import SessionDescription, make_offer, negotiate_answer
+from .sip.session_update import SessionUpdater
 from .sip.transport import OutboundCallDriver, SipEndpoint, TrunkMonitorDriver
 
 log = logging.getLogger("ars_engine.embedded")
@@ -129,6 +130,7 @@ class EmbeddedBackend:
                                progress=progress)
         media.configure(negotiated)
         media.start()
+        driver.session_update = SessionUpdater(offer, negotiated, media.retarget)
         channel = EmbeddedChannel(core.call_id, driver, media, self.recordings_dir)
         return CallAttempt(Outcome.ANSWERED, core.status, "answered", channel, progress)
 

@@ -21,6 +21,8 @@ Rules (RFC 3261 unless noted):
     calling     answer timeout                      calling      CANCEL once a 1xx arrives
     confirmed   2xx retransmitted                   confirmed    resend the ACK (§13.2.2.4)
     confirmed   BYE from the peer                   ended        200 OK; CallEnded(by=remote)
+    confirmed   re-INVITE (ACK for its 2xx)         confirmed    ReInvite / ReInviteAcked for the
+                                                                 owner to answer (see reinvite.py)
     confirmed   hangup()                            terminating  BYE (new transaction)
     terminating BYE answered or Timer F             ended        CallEnded(by=local)
     any         request outside the dialog          same         481 (§12.2.2)
@@ -32,12 +34,14 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..outcomes import Outcome, outcome_from_sip_status
 from .digest import authorization, parse_challenge
 from .headers import NameAddr, Via
 from .message import SipMessage, SipRequest, SipResponse, response_to
+from .reinvite import ReInvite, ReInviteAcked, ReInviteServer, ReInviteUnacknowledged, Reply
 from .transaction import (
     Final,
     InviteClientTransaction,
@@ -109,7 +113,7 @@ class CallEnded:
     by: str  # "remote", "local", "network"
 
 
-Output = SendTo | CallProgress | CallAnswered | CallEnded
+Output = SendTo | CallProgress | CallAnswered | CallEnded | ReInvite | ReInviteAcked
 
 
 def _uri_addr(uri: str) -> Addr:
@@ -147,6 +151,9 @@ class OutboundCall:
         # 401/407 (§17.1.1.2) until their Timer D ends.
         self._old_invites: dict[str, InviteClientTransaction] = {}
         self._ack: SendTo | None = None
+        self._reinvites = ReInviteServer(
+            f"<sip:{config.from_user}@{config.local_host}:{config.local_port}>", ALLOW,
+            t1=config.t1)
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -156,6 +163,8 @@ class OutboundCall:
             times.append(self._invite_tx.deadline)
         times.extend(tx.deadline for tx in self._old_invites.values() if tx.deadline is not None)
         times.extend(tx.deadline for _, tx in self._others.values() if tx.deadline is not None)
+        if self._reinvites.deadline is not None:
+            times.append(self._reinvites.deadline)
         return min(times) if times else None
 
     def start(self, now: float) -> list[Output]:
@@ -170,6 +179,15 @@ class OutboundCall:
             self.state = CallState.TERMINATING
             return self._send_in_dialog("BYE", now)
         return []
+
+    def answer_reinvite(self, sdp: bytes, now: float) -> list[Output]:
+        """Answer the peer's re-INVITE (reported as :class:`ReInvite`) with 200 and ``sdp``."""
+        return self._from_reinvites(self._reinvites.answer(sdp, now), now)
+
+    def reject_reinvite(self, now: float, status: int = 488,
+                        reason: str = "Not Acceptable Here") -> list[Output]:
+        """Refuse the peer's re-INVITE; the session goes on as it was (§14.2)."""
+        return self._from_reinvites(self._reinvites.reject(now, status, reason), now)
 
     def network_failure(self, reason: str) -> list[Output]:
         """The transport could not deliver (e.g. ICMP port unreachable)."""
@@ -214,6 +232,8 @@ class OutboundCall:
                 out += self._other_events(method, tx.on_timer(now), now)
             if tx.terminated:
                 del self._others[branch]
+        if self._reinvites.deadline is not None and now >= self._reinvites.deadline:
+            out += self._from_reinvites(self._reinvites.on_timer(now), now)
         return out
 
     # -- building requests --------------------------------------------------------------------
@@ -428,14 +448,19 @@ class OutboundCall:
 
     # -- requests from the peer ---------------------------------------------------------------
     def _request(self, request: SipRequest, now: float, source: Addr | None) -> list[Output]:
-        if request.method == "ACK":
-            return []
         in_dialog = (request.call_id == self.call_id and self.to_tag is not None
                      and NameAddr.parse(request.get("To") or "<sip:x>").tag == self.from_tag)
+        if request.method == "ACK":
+            return self._from_reinvites(self._reinvites.receive_ack(request), now) \
+                if in_dialog else []
         if request.method == "OPTIONS" and not in_dialog:
             return [self._reply(request, source, 200, "OK")]
         if not in_dialog:
             return [self._reply(request, source, 481, "Call/Transaction Does Not Exist")]
+        reply_to = self._reply_addr(request, source)
+        out_of_order = self._reinvites.check_order(request, reply_to)
+        if out_of_order is not None:
+            return self._from_reinvites(out_of_order, now)
         if request.method == "BYE":
             reply = self._reply(request, source, 200, "OK")
             if self.state in (CallState.CONFIRMED, CallState.TERMINATING):
@@ -445,18 +470,38 @@ class OutboundCall:
         if request.method in ("OPTIONS", "INFO", "UPDATE"):
             return [self._reply(request, source, 200, "OK")]
         if request.method == "INVITE":
-            return [self._reply(request, source, 488, "Not Acceptable Here")]  # no re-INVITE yet
+            if self.state is not CallState.CONFIRMED:  # crossing our BYE
+                return [self._reply(request, source, 481, "Call/Transaction Does Not Exist")]
+            return self._from_reinvites(self._reinvites.receive_invite(request, now, reply_to),
+                                        now)
         return [self._reply(request, source, 405, "Method Not Allowed")]
+
+    def _from_reinvites(self, outputs: Sequence[object], now: float) -> list[Output]:
+        out: list[Output] = []
+        for o in outputs:
+            if isinstance(o, Reply):
+                out.append(SendTo(o.data, o.addr))
+            elif isinstance(o, ReInviteUnacknowledged):
+                if self.state is CallState.CONFIRMED:  # §13.3.1.4: end the session
+                    self.state = CallState.TERMINATING
+                    out += self._send_in_dialog("BYE", now)
+            elif isinstance(o, ReInvite | ReInviteAcked):
+                out.append(o)
+        return out
+
+    def _reply_addr(self, request: SipRequest, source: Addr | None) -> Addr:
+        if source is not None:
+            return source
+        # no datagram source known: the top Via's sent-by (§18.2.2)
+        vias = request.get_all("Via")
+        top = Via.parse(vias[0]) if vias else None
+        return (top.host, top.port or 5060) if top is not None else self._first_hop
 
     def _reply(self, request: SipRequest, source: Addr | None, status: int,
                reason: str) -> SendTo:
         extra = (("Allow", ALLOW),) if status == 405 else ()
         response = response_to(request, status, reason, extra=extra)
-        if source is None:  # no datagram source known: the top Via's sent-by (§18.2.2)
-            vias = request.get_all("Via")
-            top = Via.parse(vias[0]) if vias else None
-            source = (top.host, top.port or 5060) if top is not None else self._first_hop
-        return SendTo(bytes(response), source)
+        return SendTo(bytes(response), self._reply_addr(request, source))
 
     def _end(self, outcome: Outcome, status: int | None, reason: str,
              by: str) -> list[Output]:

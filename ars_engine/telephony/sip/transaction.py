@@ -30,6 +30,10 @@ Rules of the non-INVITE client transaction (§17.1.2, figure 6), used for BYE, C
     any         timer F                      terminated  report Timeout
     completed   timer K                      terminated
 
+The response side of an INVITE server transaction (§17.2.1; :class:`InviteServerTx`, used by
+the UAS core and for re-INVITEs): the last response is resent for each retransmitted INVITE, a
+final one on Timer G (T1, 2·T1… ≤ T2) until the ACK, given up on Timer H (64·T1).
+
 No clocks inside: every method takes ``now`` (seconds, monotonic) and :attr:`deadline` says when
 :meth:`on_timer` must be called next. Outputs are lists of :class:`Send` and of events.
 """
@@ -39,6 +43,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .message import SipRequest
 
 T1 = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
 T2 = 4.0  # maximum retransmit interval for non-INVITE requests
@@ -233,3 +239,42 @@ class NonInviteClientTransaction:
             self.state = TxState.TERMINATED
             self._k = None
         return out
+
+
+class InviteServerTx:
+    """The response side of one INVITE server transaction over UDP (§17.2.1): the last response
+    is resent for each retransmitted INVITE; a final one is resent on Timer G until the ACK or
+    Timer H. The UAS core resends a 2xx on the same schedule (§13.3.1.4)."""
+
+    __slots__ = ("_g_interval", "branch", "final", "g", "h", "invite", "last", "t1", "t2")
+
+    def __init__(self, invite: SipRequest, t1: float, t2: float) -> None:
+        self.invite, self.branch, self.t1, self.t2 = invite, invite.branch, t1, t2
+        self.last: bytes | None = None
+        self.final: int | None = None
+        self._g_interval = t1
+        self.g: float | None = None  # next retransmission of the final
+        self.h: float | None = None  # give up waiting for the ACK
+
+    @property
+    def deadline(self) -> float | None:
+        return min((t for t in (self.g, self.h) if t is not None), default=None)
+
+    def respond(self, data: bytes, status: int, now: float) -> None:
+        self.last = data
+        if status >= 200:
+            self.final, self.g, self.h = status, now + self.t1, now + 64 * self.t1
+
+    def acked(self) -> None:
+        self.g = self.h = None
+
+    def on_timer(self, now: float) -> tuple[bytes | None, bool]:
+        """(bytes to resend or None, True when Timer H fired)."""
+        if self.h is not None and now >= self.h:
+            self.g = self.h = None
+            return None, True
+        if self.g is not None and now >= self.g:
+            self._g_interval = min(2 * self._g_interval, self.t2)  # §17.2.1 Timer G
+            self.g = now + self._g_interval
+            return self.last, False
+        return None, False

@@ -25,6 +25,7 @@ from .message import (
     parse_message,
     response_to,
 )
+from .reinvite import ReInvite, ReInviteAcked
 
 log = logging.getLogger("ars_engine.sip")
 
@@ -129,6 +130,11 @@ class OutboundCallDriver(_CoreDriver):
 
     ``answered`` resolves with CallAnswered or (when the call failed) CallEnded; ``ended``
     resolves with CallEnded. ``progress`` lists the 1xx seen.
+
+    ``session_update`` answers the peer's re-INVITEs: it gets the offer (b"" for an offerless
+    re-INVITE) and returns the SDP for our 200, or None to refuse with 488; it gets the SDP of
+    the ACK (the answer to our offer) with ``acked=True`` and returns None. Without one every
+    re-INVITE is refused (the session stays as it was).
     """
 
     def __init__(self, endpoint: SipEndpoint, core: OutboundCall) -> None:
@@ -137,6 +143,7 @@ class OutboundCallDriver(_CoreDriver):
         self.answered: asyncio.Future[CallAnswered | CallEnded] = self.loop.create_future()
         self.ended: asyncio.Future[CallEnded] = self.loop.create_future()
         self.progress: list[CallProgress] = []
+        self.session_update: Callable[[bytes, bool], bytes | None] | None = None
 
     def start(self) -> None:
         self._run(self.core.start(self.loop.time()), f"sip-{self.core.call_id}")
@@ -161,7 +168,26 @@ class OutboundCallDriver(_CoreDriver):
                     self.answered.set_result(out)
                 if not self.ended.done():
                     self.ended.set_result(out)
+            elif isinstance(out, ReInvite):
+                self.apply(self._answer_reinvite(out.offer))
+            elif isinstance(out, ReInviteAcked) and out.sdp and self.session_update is not None:
+                self._update_session(out.sdp, acked=True)
         self._wake.set()  # deadlines may have moved
+
+    def _answer_reinvite(self, offer: bytes) -> list[object]:
+        now = self.loop.time()
+        sdp = self._update_session(offer, acked=False) if self.session_update else None
+        if sdp is None:
+            return list(self.core.reject_reinvite(now))
+        return list(self.core.answer_reinvite(sdp, now))
+
+    def _update_session(self, sdp: bytes, *, acked: bool) -> bytes | None:
+        assert self.session_update is not None
+        try:
+            return self.session_update(sdp, acked)
+        except Exception:  # a broken offer must not kill the call: refuse it, keep the session
+            log.warning("call %s: re-INVITE SDP not usable", self.core.call_id, exc_info=True)
+            return None
 
 
 UasFinal = uas.CallConfirmed | uas.CallCanceled | uas.CallEnded

@@ -49,7 +49,7 @@ from .grammar import quote
 from .headers import NameAddr
 from .message import SipMessage, SipRequest, SipResponse, response_to
 from .sdp import MediaRejected, NegotiatedMedia, SessionDescription, answer_offer
-from .transaction import T1, T2, Final, NonInviteClientTransaction, Send, Timeout
+from .transaction import T1, T2, Final, InviteServerTx, NonInviteClientTransaction, Send, Timeout
 from .transaction import Output as TxOutput
 from .uri import SipUri
 
@@ -140,45 +140,6 @@ def _uri_addr(uri: str) -> Addr:
     return (parsed.host.strip("[]"), parsed.port or 5060)
 
 
-class _InviteServerTx:
-    """The response side of one INVITE server transaction over UDP (§17.2.1): the last response
-    is resent for each retransmitted INVITE; a final one is resent on Timer G until the ACK or
-    Timer H. The UAS core resends a 2xx on the same schedule (§13.3.1.4)."""
-
-    __slots__ = ("_g_interval", "branch", "final", "g", "h", "invite", "last", "t1", "t2")
-
-    def __init__(self, invite: SipRequest, t1: float, t2: float) -> None:
-        self.invite, self.branch, self.t1, self.t2 = invite, invite.branch, t1, t2
-        self.last: bytes | None = None
-        self.final: int | None = None
-        self._g_interval = t1
-        self.g: float | None = None  # next retransmission of the final
-        self.h: float | None = None  # give up waiting for the ACK
-
-    @property
-    def deadline(self) -> float | None:
-        return min((t for t in (self.g, self.h) if t is not None), default=None)
-
-    def respond(self, data: bytes, status: int, now: float) -> None:
-        self.last = data
-        if status >= 200:
-            self.final, self.g, self.h = status, now + self.t1, now + 64 * self.t1
-
-    def acked(self) -> None:
-        self.g = self.h = None
-
-    def on_timer(self, now: float) -> tuple[bytes | None, bool]:
-        """(bytes to resend or None, True when Timer H fired)."""
-        if self.h is not None and now >= self.h:
-            self.g = self.h = None
-            return None, True
-        if self.g is not None and now >= self.g:
-            self._g_interval = min(2 * self._g_interval, self.t2)  # §17.2.1 Timer G
-            self.g = now + self._g_interval
-            return self.last, False
-        return None, False
-
-
 class IncomingCall:
     """The UAS side of one call: 100/401, 180, 200 or a rejection, ACK, CANCEL, BYE.
 
@@ -194,8 +155,8 @@ class IncomingCall:
         self.state = UasState.NEW
         self.cseq = 0  # our own counter for requests in the dialog (§12.1.1: starts empty)
         self.negotiated: NegotiatedMedia | None = None
-        self._tx = _InviteServerTx(invite, config.t1, config.t2)
-        self._old: list[_InviteServerTx] = []  # the challenged INVITE's (its 401, its ACK)
+        self._tx = InviteServerTx(invite, config.t1, config.t2)
+        self._old: list[InviteServerTx] = []  # the challenged INVITE's (its 401, its ACK)
         self._nonce: str | None = None
         self._challenge_deadline: float | None = None
         self._bye: tuple[str, NonInviteClientTransaction] | None = None
@@ -342,7 +303,7 @@ class IncomingCall:
             return [self._reply(invite, source, 482, "Loop Detected")]  # §8.2.2.2 merged
         # The INVITE again with credentials (new branch, CSeq + 1, §22.2): a new transaction.
         self._old.append(self._tx)
-        self._tx = _InviteServerTx(invite, self.config.t1, self.config.t2)
+        self._tx = InviteServerTx(invite, self.config.t1, self.config.t2)
         self.source, self._challenge_deadline = source, None
         self._dialog_from(invite)
         if self._authorized(invite):
