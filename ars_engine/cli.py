@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .media.library import MediaLibrary
     from .scenario.model import Scenario
     from .scenario.timeline import CallResult
+    from .telephony.embedded import SipSettings
 
 
 def _settings() -> Settings:
@@ -140,25 +141,32 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
 @click.option("--scenario", "scenario_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
-@click.option("--bind", default="127.0.0.1", show_default=True, help="Local SIP/RTP address.")
-@click.option("--port", default=0, type=int, help="Local SIP port (0: any free port).")
+@click.option("--config", "config_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML config file (default: $ARS_CONFIG); see docs/configuration.md.")
+@click.option("--trunk", default=None, help="Trunk name from the config file.")
+@click.option("--bind", default=None, metavar="HOST[:PORT]",
+              help="Local SIP/RTP address [config [sip] bind, else 127.0.0.1, any free port].")
+@click.option("--port", default=None, type=int, help="Local SIP port (0: any free port).")
 @click.option("--proxy", default=None, metavar="HOST:PORT",
-              help="Outbound proxy (trunk), registrar-less.")
-@click.option("--answer-timeout", default=30.0, show_default=True, type=float)
+              help="Outbound proxy (trunk), registrar-less [config: the trunk's proxy].")
+@click.option("--answer-timeout", default=None, type=float,
+              help="Seconds of ringing before CANCEL [config, else 30].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, port: int,
-         proxy: str | None, answer_timeout: float, as_json: bool) -> None:
+def call(target: str, scenario_path: Path, params: tuple[str, ...], config_path: Path | None,
+         trunk: str | None, bind: str | None, port: int | None, proxy: str | None,
+         answer_timeout: float | None, as_json: bool) -> None:
     """Place one real call to TARGET (sip:user@host:port) and run a scenario on it.
 
-    Trunk credentials come from ARS_SIP_USERNAME / ARS_SIP_PASSWORD.
+    Trunk settings come from the config file (--config or ARS_CONFIG: proxy, credentials,
+    codecs); flags override them. ARS_SIP_USERNAME / ARS_SIP_PASSWORD, when set, override the
+    trunk's credentials.
     """
-    import os
-
     from .scenario.corehttp import AiohttpCoreClient
     from .scenario.interpreter import Interpreter
-    from .telephony.embedded import EmbeddedBackend, SipSettings
 
     settings = _settings()
+    sip = _sip_settings(settings, config_path, trunk, bind, port, proxy, answer_timeout)
     media = _media(settings)
     scenario = _load_or_exit(scenario_path, media)
     given = _parse_params(params)
@@ -166,15 +174,7 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, p
         scenario.bind_params(given)  # refuse bad parameters before dialing anyone
     except ParameterError as exc:
         raise click.ClickException(str(exc)) from exc
-    proxy_addr = None
-    if proxy:
-        host, _, proxy_port = proxy.rpartition(":")
-        if not host or not proxy_port.isdigit():
-            raise click.BadParameter("expected HOST:PORT", param_hint="--proxy")
-        proxy_addr = (host, int(proxy_port))
-    sip = SipSettings(host=bind, port=port, proxy=proxy_addr, answer_timeout=answer_timeout,
-                      username=os.environ.get("ARS_SIP_USERNAME"),
-                      password=os.environ.get("ARS_SIP_PASSWORD"))
+    from .telephony.embedded import EmbeddedBackend
 
     async def run() -> tuple[dict[str, object], CallResult | None]:
         core = AiohttpCoreClient(signing_secret=settings.core_signing_secret)
@@ -203,6 +203,45 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], bind: str, p
     click.echo(f"{target}: {out['outcome']} (SIP {out['sip_status']}, {out['reason']})")
     if result is not None:
         click.echo(result.describe())
+
+
+def _sip_settings(settings: Settings, config_path: Path | None, trunk_name: str | None,
+                  bind: str | None, port: int | None, proxy: str | None,
+                  answer_timeout: float | None) -> SipSettings:
+    """The embedded backend's settings: the config file's [sip] and trunk, then the flags."""
+    import os
+
+    from .config import load_config_file
+    from .telephony.embedded import SipSettings
+
+    try:
+        sip = load_config_file(config_path) if config_path else settings.sip
+        trunk = sip.trunk(trunk_name)
+    except ArsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    host, bind_port = sip.bind_host, sip.bind_port
+    if bind:
+        host, given_port = bind, ""
+        if bind.startswith("[") or bind.count(":") == 1:  # [v6]:port or v4:port; bare v6 host
+            host, _, given_port = bind.rpartition(":")
+            host = host.strip("[]")
+        if given_port:
+            if not given_port.isdigit():
+                raise click.BadParameter("expected HOST[:PORT]", param_hint="--bind")
+            bind_port = int(given_port)
+    proxy_addr = trunk.proxy
+    if proxy:
+        proxy_host, _, proxy_port = proxy.rpartition(":")
+        if not proxy_host or not proxy_port.isdigit():
+            raise click.BadParameter("expected HOST:PORT", param_hint="--proxy")
+        proxy_addr = (proxy_host, int(proxy_port))
+    return SipSettings(
+        host=host, port=bind_port if port is None else port, media_host=sip.media_host,
+        proxy=proxy_addr, from_user=trunk.from_user,
+        username=os.environ.get("ARS_SIP_USERNAME") or trunk.username,
+        password=os.environ.get("ARS_SIP_PASSWORD") or trunk.password,
+        answer_timeout=trunk.answer_timeout if answer_timeout is None else answer_timeout,
+        codecs=trunk.codecs, t1=sip.t1, keepalive=trunk.keepalive)
 
 
 def _load_or_exit(path: Path, media: MediaLibrary) -> Scenario:

@@ -1,9 +1,12 @@
-"""Settings from the environment (one typed object). Later issues add a config file and trunks."""
+"""Settings from the environment and an optional TOML config file (``ARS_CONFIG`` or
+``--config``): one typed object. The file holds what an operator sets up once (SIP bind address,
+trunks); docs/configuration.md describes every key. Secrets are never in the file itself.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -22,6 +25,8 @@ class Settings:
     media_cache: Path | None
     tts_online: bool
     core_signing_secret: bytes | None
+    sip: SipConfig = field(default_factory=lambda: SipConfig())
+    config_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -33,10 +38,202 @@ class Settings:
             raise ConfigError(f"ARS_TTS_ONLINE: expected 0/1/true/false, got {online!r}")
         secret = env.get("ARS_CORE_SIGNING_SECRET")
         cache = env.get("ARS_MEDIA_CACHE")
+        config_file = Path(env["ARS_CONFIG"]) if env.get("ARS_CONFIG") else None
+        sip = load_config_file(config_file, env) if config_file else SipConfig()
         return cls(
             root=root,
             recordings_dir=Path(env.get("ARS_RECORDINGS_DIR") or root / "recordings"),
             media_cache=Path(cache) if cache else None,
             tts_online=online in ("1", "true", "yes"),
             core_signing_secret=secret.encode() if secret else None,
+            sip=sip,
+            config_file=config_file,
         )
+
+
+# -- the config file (TOML) ------------------------------------------------------------------------
+# Secrets never sit in the file (DESIGN.md: "config secrets come from the environment or a file
+# outside the repo"): a trunk's password is named by ``password_env`` or ``password_file``.
+_TRUNK_KEYS = {"proxy", "username", "password_env", "password_file", "from_user", "keepalive",
+               "codecs", "answer_timeout"}
+_SIP_KEYS = {"bind", "media_host", "default_trunk", "t1"}
+_TOP_KEYS = {"sip", "trunks"}
+CODEC_NAMES = ("PCMU", "PCMA")
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """One SIP trunk: a registrar-less outbound proxy and the credentials it challenges for."""
+
+    name: str
+    proxy: tuple[str, int] | None = None
+    username: str | None = None
+    password: str | None = None
+    from_user: str = "ars"
+    keepalive: float = 30.0  # seconds between OPTIONS pings to the proxy; 0: none
+    codecs: tuple[str, ...] = CODEC_NAMES
+    answer_timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never the password
+        return f"TrunkConfig({self.name!r}, proxy={self.proxy}, user={self.username!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    """The embedded SIP backend's settings from the ``[sip]`` table and the ``[trunks.*]``."""
+
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 0
+    media_host: str | None = None
+    t1: float = 0.5
+    trunks: tuple[TrunkConfig, ...] = ()
+    default_trunk: str | None = None
+
+    def trunk(self, name: str | None = None) -> TrunkConfig:
+        """The trunk called ``name``, else the default one, else a direct-dial trunk."""
+        wanted = name or self.default_trunk
+        if wanted is None:
+            return self.trunks[0] if len(self.trunks) == 1 else TrunkConfig("direct")
+        for trunk in self.trunks:
+            if trunk.name == wanted:
+                return trunk
+        known = ", ".join(t.name for t in self.trunks) or "none configured"
+        raise ConfigError(f"no trunk named {wanted!r} (trunks: {known})")
+
+
+def load_config_file(path: Path, env: dict[str, str] | None = None) -> SipConfig:
+    """Read an ``ars-engine`` TOML config file. Every problem raises ConfigError naming the
+    file, the table and the key; unknown keys are errors (a typo must not be ignored)."""
+    import tomllib
+
+    env = dict(os.environ) if env is None else env
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    where = _Where(path)
+    where.unknown(data, _TOP_KEYS, "the top level")
+    sip = where.table(data, "sip")
+    where.unknown(sip, _SIP_KEYS, "[sip]")
+    bind_host, bind_port = "127.0.0.1", 0
+    if "bind" in sip:
+        bind_host, bind_port = where.host_port(sip["bind"], "[sip] bind", port_optional=True)
+    trunks = []
+    for name, table in where.table(data, "trunks").items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [trunks] {name}: expected a table [trunks.{name}]")
+        trunks.append(where.trunk(name, table, env))
+    default = where.string(sip, "default_trunk", "[sip]")
+    config = SipConfig(
+        bind_host=bind_host, bind_port=bind_port,
+        media_host=where.string(sip, "media_host", "[sip]"),
+        t1=where.number(sip, "t1", "[sip]", 0.5, minimum=0.01),
+        trunks=tuple(trunks),
+        default_trunk=default,
+    )
+    if default is not None:
+        try:
+            config.trunk(default)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [sip] default_trunk: {exc}") from exc
+    return config
+
+
+class _Where:
+    """Typed reads from the parsed TOML, each error naming the file, table and key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {message}")
+
+    def unknown(self, table: dict[str, object], known: set[str], where: str) -> None:
+        extra = sorted(set(table) - known)
+        if extra:
+            known_keys = ", ".join(sorted(known))
+            raise self.fail(f"{where}: unknown key {extra[0]!r} (known: {known_keys})")
+
+    def table(self, data: dict[str, object], key: str) -> dict[str, object]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(f"{key}: expected a table [{key}]")
+        return value
+
+    def string(self, table: dict[str, object], key: str, where: str) -> str | None:
+        value = table.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise self.fail(f"{where} {key}: expected a non-empty string, got {value!r}")
+        return value
+
+    def number(self, table: dict[str, object], key: str, where: str, default: float,
+               minimum: float = 0.0) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise self.fail(f"{where} {key}: expected a number ≥ {minimum:g}, got {value!r}")
+        return float(value)
+
+    def host_port(self, value: object, where: str, *, port_optional: bool = False
+                  ) -> tuple[str, int]:
+        text = value if isinstance(value, str) else ""
+        host, sep, port = text.rpartition(":")
+        if not sep and port_optional and text:
+            host, port = text, "0"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535 \
+                or (int(port) == 0 and not port_optional):
+            raise self.fail(f'{where}: expected "host:port", got {value!r}')
+        return host, int(port)
+
+    def trunk(self, name: str, table: dict[str, object], env: dict[str, str]) -> TrunkConfig:
+        where = f"[trunks.{name}]"
+        if "password" in table:
+            raise self.fail(f"{where} password: passwords are not read from the config file; "
+                            "name an environment variable (password_env) or a file "
+                            "(password_file)")
+        self.unknown(table, _TRUNK_KEYS, where)
+        proxy = self.host_port(table["proxy"], f"{where} proxy") if "proxy" in table else None
+        codecs = table.get("codecs", list(CODEC_NAMES))
+        if not isinstance(codecs, list) or not codecs or \
+                any(not isinstance(c, str) or c.upper() not in CODEC_NAMES for c in codecs):
+            raise self.fail(f"{where} codecs: expected a list among {list(CODEC_NAMES)}, "
+                            f"got {codecs!r}")
+        return TrunkConfig(
+            name=name, proxy=proxy,
+            username=self.string(table, "username", where),
+            password=self._password(table, where, env),
+            from_user=self.string(table, "from_user", where) or "ars",
+            keepalive=self.number(table, "keepalive", where, 30.0),
+            codecs=tuple(c.upper() for c in codecs),
+            answer_timeout=self.number(table, "answer_timeout", where, 30.0, minimum=1.0),
+        )
+
+    def _password(self, table: dict[str, object], where: str, env: dict[str, str]
+                  ) -> str | None:
+        variable = self.string(table, "password_env", where)
+        file = self.string(table, "password_file", where)
+        if variable and file:
+            raise self.fail(f"{where}: password_env and password_file both given; keep one")
+        if variable:
+            value = env.get(variable)
+            if not value:
+                raise self.fail(f"{where} password_env: the environment variable {variable} "
+                                "is not set")
+            return value
+        if file:
+            secret_path = Path(file).expanduser()
+            if not secret_path.is_absolute():
+                secret_path = self.path.parent / secret_path
+            try:
+                value = secret_path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise self.fail(f"{where} password_file: cannot read {secret_path}: "
+                                f"{exc.strerror}") from exc
+            if not value:
+                raise self.fail(f"{where} password_file: {secret_path} is empty")
+            return value
+        return None

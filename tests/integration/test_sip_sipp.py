@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import socket
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +45,7 @@ class Sipp:
     port: int
     process: asyncio.subprocess.Process
     workdir: Path
+    media_port: int = 0
 
     async def finished(self) -> int:
         """Wait for SIPp to end (it stops after one call) and return its exit status."""
@@ -64,7 +68,7 @@ async def sipp_uas(scenario: str | None, workdir: Path) -> AsyncIterator[Sipp]:
     process = await asyncio.create_subprocess_exec(
         *args, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL)
-    sipp = Sipp(port, process, workdir)
+    sipp = Sipp(port, process, workdir, media_port)
     try:
         yield sipp
     finally:
@@ -138,6 +142,23 @@ async def test_callee_hangup_ends_the_scenario_as_callee_hangup(
         assert await sipp.finished() == 0, sipp.errors()  # our 200 OK to its BYE arrived
 
 
+async def test_reinvite_moving_the_media_is_answered_and_the_stream_follows(
+        real_media: MediaLibrary, tmp_path: Path) -> None:
+    scenario = load_scenario_text(LONG, prompts=real_media.catalogue)
+    async with sipp_uas("reinvite_moves_media.xml", tmp_path) as sipp, \
+            EmbeddedBackend(settings()) as backend:
+        attempt = await dial(backend, sipp)
+        assert attempt.channel is not None
+        media = attempt.channel.media
+        assert media.remote == ("127.0.0.1", sipp.media_port)
+        result = await Interpreter(scenario, real_media).run(attempt.channel, {})
+        moved_to = media.remote  # SIPp re-INVITEd, got our 200, ACKed, then hung up
+        await attempt.channel.close()
+        assert result.outcome == "callee_hangup"  # the call survived the re-INVITE
+        assert moved_to == ("127.0.0.1", sipp.media_port + 2)
+        assert await sipp.finished() == 0, sipp.errors()  # SIPp checked our 200's SDP
+
+
 @pytest.mark.parametrize(("xml", "outcome", "status"), [
     ("busy.xml", Outcome.BUSY, 486),
     ("unavailable.xml", Outcome.NETWORK_ERROR, 503),
@@ -170,6 +191,41 @@ async def test_digest_challenge_is_answered_with_credentials(
         assert attempt.channel is not None
         await Interpreter(scenario, real_media).run(attempt.channel, {})
         await attempt.channel.close()
+        assert await sipp.finished() == 0, sipp.errors()  # verifyauth accepted our digest
+
+
+async def test_cli_call_takes_the_trunk_and_its_credentials_from_the_config_file(
+        tmp_path: Path) -> None:
+    """`ars-engine call --config … --trunk …`: the proxy and the digest credentials come from
+    the file (the password through password_env); SIPp's verifyauth checks them."""
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(SHORT, encoding="utf-8")
+    async with sipp_uas("challenge.xml", tmp_path) as sipp:
+        config = tmp_path / "ars.toml"
+        config.write_text(textwrap.dedent(f"""
+            [sip]
+            t1 = 0.1
+            [trunks.lab]
+            proxy = "127.0.0.1:{sipp.port}"
+            username = "ars"
+            password_env = "LAB_TRUNK_PASSWORD"
+            answer_timeout = 10
+            keepalive = 0  # SIPp's one-call script would take an OPTIONS as unexpected
+            """), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARS_")}
+        env.update(LAB_TRUNK_PASSWORD="s3cret", ARS_RECORDINGS_DIR=str(tmp_path / "rec"),
+                   ARS_TTS_ONLINE="0")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ars_engine.cli", "call", "sip:qa@lab.invalid",
+            "--scenario", str(scenario), "--config", str(config), "--trunk", "lab", "--json",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(SIPP_TIMEOUT):
+            out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        result = json.loads(out)
+        assert result["outcome"] == "answered" and result["sip_status"] == 200, result
+        assert result["scenario"]["outcome"] == "success"
+        assert b"s3cret" not in out + err
         assert await sipp.finished() == 0, sipp.errors()  # verifyauth accepted our digest
 
 
