@@ -173,3 +173,71 @@ def outcome_from_q850(cause: int) -> Outcome:
     Unknown causes (0 "not defined" included) are FAILED.
     """
     return Q850_OUTCOMES.get(cause, Outcome.FAILED)
+
+
+# Async Originate's OriginateResponse ``Reason`` (Asterisk's last control frame while dialing,
+# AST_CONTROL_*) → outcome, used when no Hangup cause says more (see outcome_from_originate).
+# Rows are commented with the tests/transcripts/asterisk/ami_* recordings that show them.
+ORIGINATE_REASON_OUTCOMES: dict[int, Outcome] = {
+    # 0: no control frame. Unknown technology `Nope/foo`: Failure, Reason 0, no channel and no
+    # Hangup at all (ami_originate_local_noanswer_busy). PJSIP 486 and Timer B also give
+    # Reason 0 (ami_originate_pjsip_sipp_busy, …_unreachable_timerb) but with a Hangup cause.
+    0: Outcome.FAILED,
+    # 1 hangup: the channel went away before answering without a cause saying why (not seen
+    # in the recordings); like an attempt nobody took, it may be retried.
+    1: Outcome.NO_ANSWER,
+    2: Outcome.NO_ANSWER,  # ring (not ringing): the far end was being alerted; not seen
+    # 3 ringing when Originate's Timeout expired: Local ringing with Timeout 5000 (cause 19,
+    # ami_originate_local_noanswer_busy) and PJSIP with nobody at the address, Timeout 30000
+    # (cause 19 "User alerting, no answer", TechCause 480, ami_originate_pjsip_unreachable).
+    3: Outcome.NO_ANSWER,
+    # 4 answer: comes with Response: Success (ami_main_local_originate, …_local_agi_hangup,
+    # …_pjsip_sipp_answer), which outcome_from_originate handles before this table.
+    4: Outcome.ANSWERED,
+    # 5 busy: Local Busy() gives Reason 5 while the Hangup of the originated ;1 half has cause
+    # 0 (only the ;2 half has 17, ami_originate_local_noanswer_busy).
+    5: Outcome.BUSY,
+    8: Outcome.NETWORK_ERROR,  # congestion: as Q.850 34/42 (no circuit, congestion); not seen
+}
+# Hangup causes that say nothing about a call that failed: 0 "not defined" (the Local busy
+# case above) and 16 normal clearing (a call that was never answered was still cleared
+# normally: Q850_OUTCOMES' 16 → ANSWERED holds only for answered calls). The reason decides.
+_SILENT_CAUSES = frozenset({0, 16})
+
+
+def outcome_from_originate(success: bool | None, reason: int | None, cause: int | None, *,
+                           canceled: bool = False) -> Outcome:
+    """The outcome of an Async Originate (Asterisk backend).
+
+    ``success``: the OriginateResponse's ``Response`` (True for Success), None if none came
+    (the AMI connection was lost; a backend that saw the call's AGI session start knows it was
+    answered and passes True); a synchronous refusal (``Response: Error``, ``Message:
+    Originate failed``) is ``success=False`` with no reason. ``reason``: its ``Reason``.
+    ``cause``: the Q.850 ``Cause`` of the Hangup of the originated channel (the one whose
+    Uniqueid is the Originate's ChannelId), None if it never had one. ``canceled``: we hung the
+    attempt up ourselves (API cancel or shutdown).
+
+    Success is ANSWERED, whatever the cause of the later hang-up (16, or 0 after an AGI
+    hang-up). On failure the cause is the better witness and wins when it says something: with
+    PJSIP the Reason is 0 for a 486 (cause 17 → BUSY, ami_originate_pjsip_sipp_busy) and for
+    Timer B (cause 18 → NO_ANSWER, ami_originate_pjsip_unreachable_timerb); else the Reason
+    decides (ORIGINATE_REASON_OUTCOMES). After a cancel the outcome is CANCELED, unless the far
+    end had already refused for good (BUSY, REJECTED, UNREACHABLE), as for SIP. With neither an
+    OriginateResponse nor a telling cause, nothing is known: NETWORK_ERROR (ours; retry later).
+    """
+    if success:
+        outcome = Outcome.ANSWERED
+    elif cause is not None and cause not in _SILENT_CAUSES:
+        outcome = outcome_from_q850(cause)
+    elif success is None:
+        outcome = Outcome.NETWORK_ERROR
+    elif reason is None or reason == 4:  # no reason (sync refusal), or Failure with "answer"
+        outcome = Outcome.FAILED
+    else:
+        outcome = ORIGINATE_REASON_OUTCOMES.get(reason, Outcome.FAILED)
+    if canceled and outcome not in (Outcome.BUSY, Outcome.REJECTED, Outcome.UNREACHABLE):
+        return Outcome.CANCELED
+    return outcome
+
+
+__all__ += ["ORIGINATE_REASON_OUTCOMES", "outcome_from_originate"]
