@@ -6,6 +6,10 @@ Secrets never go into an exception message: messages name parameters and steps, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .telephony.agi.events import AgiReply
 
 
 class ArsError(Exception):
@@ -80,3 +84,58 @@ class ProtocolError(ArsError):
         self.message = message
         where = f" at byte {offset}" if offset >= 0 else ""
         super().__init__(f"{protocol}{where}: {message}")
+
+
+class LocalProtocolError(ArsError):
+    """We asked a sans-I/O protocol core for something its state forbids (a bug on our side,
+    not the peer's): e.g. sending an AGI command while the previous one awaits its reply."""
+
+    def __init__(self, protocol: str, message: str) -> None:
+        self.protocol = protocol
+        self.message = message
+        super().__init__(f"{protocol}: {message}")
+
+
+class AgiError(ChannelError):
+    """An AGI command was answered with a failure. ``reply`` is the parsed reply (``reply.raw``
+    holds Asterisk's exact bytes, ``reply.command`` the command). The message names the command,
+    never its arguments or the keys in the reply."""
+
+    def __init__(self, reply: AgiReply, message: str) -> None:
+        self.reply = reply
+        self.message = message
+        super().__init__(message)
+
+
+class AgiInvalidCommand(AgiError):
+    """``510 Invalid or unknown command``."""
+
+
+class AgiUsageError(AgiError):
+    """``520``: Asterisk rejected the command's arguments; :attr:`usage` is its usage text."""
+
+    @property
+    def usage(self) -> str:
+        """The raw usage text Asterisk sent ("" when it had none)."""
+        return self.reply.usage or ""
+
+
+class AgiCommandFailed(AgiError):
+    """``200 result=-1`` (or another negative result, ``-2`` for EXEC of an unknown application).
+
+    ``may_be_hangup``: the reply alone cannot tell a hangup from e.g. a missing file; Asterisk
+    pushes ``HANGUP`` before answering the next command if the channel died.
+    """
+
+    def __init__(self, reply: AgiReply, message: str, *, may_be_hangup: bool = False) -> None:
+        super().__init__(reply, message)
+        self.may_be_hangup = may_be_hangup
+
+
+class AgiHangup(AgiError, CalleeHangup):
+    """The channel hung up under an AGI command (``(hangup)``, or ``-1`` after Asterisk pushed
+    ``HANGUP``). A CalleeHangup, so the scenario ends as the callee hanging up."""
+
+
+class AgiDeadChannel(AgiHangup):
+    """``511 Command Not Permitted on a dead channel``: the call is already gone."""
