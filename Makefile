@@ -41,6 +41,7 @@ lint: setup
 	$(BIN)/mypy ars_engine
 
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench_interpreter.py
 	$(BIN)/python bench/bench_dtmf.py
 	$(BIN)/python bench/bench_rtp.py
@@ -48,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/bench_rtp_streams.py
 	$(BIN)/python bench/bench_call_setup.py
 	$(BIN)/python bench/bench_dtmf_reaction.py
+	$(BIN)/python bench/bench_ami_parse.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis

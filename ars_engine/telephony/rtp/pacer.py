@@ -4,7 +4,9 @@ All streams of a loop share one grid of absolute deadlines (``start + n · ptime
 stream belongs to one of ``PHASES`` groups and sends at its group's sub-tick, so 500 streams cost
 eight wake-ups per 20 ms instead of 500, every stream keeps exact 20 ms spacing, and each burst is
 an eighth of the streams (the last packet of a burst leaves sooner after its deadline). A new
-stream joins the least loaded group.
+stream joins the group whose sub-tick comes first among those within ``BALANCE_SLACK`` streams of
+the smallest: its first packet leaves within a few milliseconds (answer → first RTP) and the
+groups stay even.
 
 The sub-ticks come from a kernel periodic timer (:mod:`.clock`, Linux timerfd) where there is
 one, else from ``asyncio.sleep`` aimed half a millisecond early (the selector rounds timeouts up to
@@ -32,6 +34,7 @@ log = logging.getLogger("ars_engine.rtp")
 
 MAX_BURST = 5  # packets sent at once after a stall before the schedule skips ahead
 PHASES = 8  # sub-ticks per ptime
+BALANCE_SLACK = 4  # a group may hold this many streams more than the smallest
 TIMER_LEAD = 0.0005  # without timerfd: sleep this much less (epoll rounds up to whole ms)
 
 
@@ -70,7 +73,9 @@ class Pacer:
             self.next_tick = self.loop.time() + self.step
             self.phase = 0
             self.task = self.loop.create_task(self._run(), name="rtp-pacer")
-        group = min(range(PHASES), key=lambda g: len(self.groups[g]))
+        smallest = min(len(g) for g in self.groups)
+        group = min((g for g in range(PHASES) if len(self.groups[g]) <= smallest + BALANCE_SLACK),
+                    key=lambda g: (g - self.phase) % PHASES)
         self.groups[group][id(stream)] = stream
         self.group_of[id(stream)] = group
         ahead = (group - self.phase) % PHASES
