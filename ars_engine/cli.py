@@ -8,8 +8,9 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -152,21 +153,31 @@ def simulate(scenario_path: Path, params: tuple[str, ...], keys: tuple[str, ...]
               help="Outbound proxy (trunk), registrar-less [config: the trunk's proxy].")
 @click.option("--answer-timeout", default=None, type=float,
               help="Seconds of ringing before CANCEL [config, else 30].")
+@click.option("--backend", type=click.Choice(["embedded", "asterisk"]), default="embedded",
+              show_default=True,
+              help="embedded: our own SIP/RTP; asterisk: originate over AMI, run over FastAGI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def call(target: str, scenario_path: Path, params: tuple[str, ...], config_path: Path | None,
          trunk: str | None, bind: str | None, port: int | None, proxy: str | None,
-         answer_timeout: float | None, as_json: bool) -> None:
-    """Place one real call to TARGET (sip:user@host:port) and run a scenario on it.
+         answer_timeout: float | None, backend: str, as_json: bool) -> None:
+    """Place one real call to TARGET and run a scenario on it.
 
-    Trunk settings come from the config file (--config or ARS_CONFIG: proxy, credentials,
-    codecs); flags override them. ARS_SIP_USERNAME / ARS_SIP_PASSWORD, when set, override the
-    trunk's credentials.
+    Embedded backend: TARGET is a SIP URI (sip:user@host:port); trunk settings come from the
+    config file (--config or ARS_CONFIG: proxy, credentials, codecs); flags override them.
+    ARS_SIP_USERNAME / ARS_SIP_PASSWORD, when set, override the trunk's credentials.
+
+    Asterisk backend: TARGET goes into the config's [asterisk] dial template (a number for
+    "PJSIP/{target}@carrier", or a dial string such as PJSIP/softphone); the AMI secret comes
+    from [asterisk] ami_secret_env / ami_secret_file or ARS_AMI_SECRET.
     """
     from .scenario.corehttp import AiohttpCoreClient
     from .scenario.interpreter import Interpreter
 
     settings = _settings()
-    sip = _sip_settings(settings, config_path, trunk, bind, port, proxy, answer_timeout)
+    if config_path is not None:
+        settings = _with_config_file(settings, config_path)
+    make_backend = _asterisk_backend(settings, answer_timeout) if backend == "asterisk" else \
+        _embedded_backend(settings, trunk, bind, port, proxy, answer_timeout)
     media = _media(settings)
     scenario = _load_or_exit(scenario_path, media)
     given = _parse_params(params)
@@ -174,16 +185,16 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], config_path:
         scenario.bind_params(given)  # refuse bad parameters before dialing anyone
     except ParameterError as exc:
         raise click.ClickException(str(exc)) from exc
-    from .telephony.embedded import EmbeddedBackend
 
     async def run() -> tuple[dict[str, object], CallResult | None]:
         core = AiohttpCoreClient(signing_secret=settings.core_signing_secret)
         try:
-            async with EmbeddedBackend(sip, settings.recordings_dir / "calls") as backend:
-                attempt = await backend.dial(target)
-                out: dict[str, object] = {"target": target, "outcome": attempt.outcome.value,
+            async with make_backend() as placer:
+                attempt = await placer.dial(target)
+                out: dict[str, object] = {"target": target, "backend": backend,
+                                          "outcome": attempt.outcome.value,
                                           "sip_status": attempt.status,
-                                          "reason": attempt.reason}
+                                          "cause": attempt.cause, "reason": attempt.reason}
                 if attempt.channel is None:
                     return out, None
                 try:
@@ -195,27 +206,81 @@ def call(target: str, scenario_path: Path, params: tuple[str, ...], config_path:
         finally:
             await core.close()
 
-    out, result = asyncio.run(run())
+    try:
+        out, result = asyncio.run(run())
+    except ArsError as exc:  # AMI login refused, AGI port taken, trunk config…
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         payload = {**out, "scenario": result.as_dict() if result else None}
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    click.echo(f"{target}: {out['outcome']} (SIP {out['sip_status']}, {out['reason']})")
+    status = f"SIP {out['sip_status']}" if backend == "embedded" else f"cause {out['cause']}"
+    click.echo(f"{target}: {out['outcome']} ({status}, {out['reason']})")
     if result is not None:
         click.echo(result.describe())
 
 
-def _sip_settings(settings: Settings, config_path: Path | None, trunk_name: str | None,
+def _with_config_file(settings: Settings, path: Path) -> Settings:
+    import dataclasses
+
+    from .config import load_file_config
+
+    try:
+        file_config = load_file_config(path)
+    except ArsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return dataclasses.replace(settings, sip=file_config.sip, asterisk=file_config.asterisk,
+                               config_file=path)
+
+
+def _embedded_backend(settings: Settings, trunk: str | None, bind: str | None,
+                      port: int | None, proxy: str | None,
+                      answer_timeout: float | None) -> Callable[[], Any]:
+    from .telephony.embedded import EmbeddedBackend
+
+    sip = _sip_settings(settings, trunk, bind, port, proxy, answer_timeout)
+    return lambda: EmbeddedBackend(sip, settings.recordings_dir / "calls")
+
+
+def _asterisk_backend(settings: Settings, answer_timeout: float | None
+                      ) -> Callable[[], Any]:
+    """The Asterisk backend from the config's [asterisk] table (and ARS_AMI_* variables)."""
+    import os
+
+    from .telephony.ami.client import AmiSettings
+    from .telephony.asterisk import AsteriskBackend, AsteriskSettings
+
+    a = settings.asterisk
+    secret = os.environ.get("ARS_AMI_SECRET") or a.ami_secret
+    if not secret:
+        where = f"{settings.config_file}: " if settings.config_file else ""
+        raise click.ClickException(
+            f"{where}the Asterisk backend needs the AMI secret: set [asterisk] ami_secret_env "
+            "(or ami_secret_file) in the config file, or ARS_AMI_SECRET")
+    try:
+        ami = AmiSettings(host=a.ami_host, port=a.ami_port,
+                          username=os.environ.get("ARS_AMI_USERNAME") or a.ami_username,
+                          secret=secret, auth=a.ami_auth)  # type: ignore[arg-type]
+    except ArsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ast = AsteriskSettings(
+        ami=ami, sounds_dir=a.sounds_dir or settings.recordings_dir / "asterisk-sounds",
+        agi_host=a.agi_host, agi_port=a.agi_port, agi_allowed_hosts=a.agi_allowed_hosts,
+        context=a.context, dial=a.dial, recordings_dir=settings.recordings_dir / "calls",
+        answer_timeout=a.answer_timeout if answer_timeout is None else answer_timeout)
+    return lambda: AsteriskBackend(ast)
+
+
+def _sip_settings(settings: Settings, trunk_name: str | None,
                   bind: str | None, port: int | None, proxy: str | None,
                   answer_timeout: float | None) -> SipSettings:
     """The embedded backend's settings: the config file's [sip] and trunk, then the flags."""
     import os
 
-    from .config import load_config_file
     from .telephony.embedded import SipSettings
 
     try:
-        sip = load_config_file(config_path) if config_path else settings.sip
+        sip = settings.sip
         trunk = sip.trunk(trunk_name)
     except ArsError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -26,6 +26,7 @@ class Settings:
     tts_online: bool
     core_signing_secret: bytes | None
     sip: SipConfig = field(default_factory=lambda: SipConfig())
+    asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
     config_file: Path | None = None
 
     @classmethod
@@ -39,14 +40,15 @@ class Settings:
         secret = env.get("ARS_CORE_SIGNING_SECRET")
         cache = env.get("ARS_MEDIA_CACHE")
         config_file = Path(env["ARS_CONFIG"]) if env.get("ARS_CONFIG") else None
-        sip = load_config_file(config_file, env) if config_file else SipConfig()
+        file_config = load_file_config(config_file, env) if config_file else FileConfig()
         return cls(
             root=root,
             recordings_dir=Path(env.get("ARS_RECORDINGS_DIR") or root / "recordings"),
             media_cache=Path(cache) if cache else None,
             tts_online=online in ("1", "true", "yes"),
             core_signing_secret=secret.encode() if secret else None,
-            sip=sip,
+            sip=file_config.sip,
+            asterisk=file_config.asterisk,
             config_file=config_file,
         )
 
@@ -57,7 +59,10 @@ class Settings:
 _TRUNK_KEYS = {"proxy", "username", "password_env", "password_file", "from_user", "keepalive",
                "codecs", "answer_timeout"}
 _SIP_KEYS = {"bind", "media_host", "default_trunk", "t1"}
-_TOP_KEYS = {"sip", "trunks"}
+_TOP_KEYS = {"sip", "trunks", "asterisk"}
+_ASTERISK_KEYS = {"ami", "ami_username", "ami_secret_env", "ami_secret_file", "ami_auth",
+                  "agi_listen", "agi_allowed_hosts", "sounds_dir", "context", "dial",
+                  "answer_timeout"}
 CODEC_NAMES = ("PCMU", "PCMA")
 
 
@@ -101,20 +106,98 @@ class SipConfig:
         raise ConfigError(f"no trunk named {wanted!r} (trunks: {known})")
 
 
-def load_config_file(path: Path, env: dict[str, str] | None = None) -> SipConfig:
-    """Read an ``ars-engine`` TOML config file. Every problem raises ConfigError naming the
-    file, the table and the key; unknown keys are errors (a typo must not be ignored)."""
+@dataclass(frozen=True, slots=True)
+class AsteriskConfig:
+    """The Asterisk backend: where AMI is, where our FastAGI server listens, how to dial."""
+
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "ars-engine"
+    ami_secret: str | None = None
+    ami_auth: str = "md5"  # "md5" (challenge: the secret never crosses the wire) or "plain"
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    agi_allowed_hosts: tuple[str, ...] = ("127.0.0.1",)
+    sounds_dir: Path | None = None  # shared with Asterisk; None: a directory under recordings
+    context: str = "ars-out"
+    dial: str = "{target}"  # dial string template: {target} is what `call` was given
+    answer_timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never the secret
+        return (f"AsteriskConfig(ami={self.ami_host}:{self.ami_port}, "
+                f"agi={self.agi_host}:{self.agi_port})")
+
+
+@dataclass(frozen=True, slots=True)
+class FileConfig:
+    """Everything the config file holds."""
+
+    sip: SipConfig = field(default_factory=lambda: SipConfig())
+    asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
+
+
+def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfig:
+    """Read the whole config file (see :func:`load_config_file` for the rules)."""
+    env = dict(os.environ) if env is None else env
+    data = _read_toml(path)
+    return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env))
+
+
+def _read_toml(path: Path) -> dict[str, object]:
     import tomllib
 
-    env = dict(os.environ) if env is None else env
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _asterisk_config(path: Path, data: dict[str, object], env: dict[str, str]
+                     ) -> AsteriskConfig:
+    where = _Where(path)
+    table = where.table(data, "asterisk")
+    where.unknown(table, _ASTERISK_KEYS, "[asterisk]")
+    default = AsteriskConfig()
+    ami = where.host_port(table["ami"], "[asterisk] ami") if "ami" in table else \
+        (default.ami_host, default.ami_port)
+    agi = where.host_port(table["agi_listen"], "[asterisk] agi_listen") \
+        if "agi_listen" in table else (default.agi_host, default.agi_port)
+    auth = table.get("ami_auth", "md5")
+    if auth not in ("md5", "plain"):
+        raise where.fail(f"[asterisk] ami_auth: expected \"md5\" or \"plain\", got {auth!r}")
+    hosts = table.get("agi_allowed_hosts", list(default.agi_allowed_hosts))
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+        raise where.fail(f"[asterisk] agi_allowed_hosts: expected a list of addresses, "
+                         f"got {hosts!r}")
+    dial = where.string(table, "dial", "[asterisk]") or default.dial
+    if "{target}" not in dial:
+        raise where.fail(f"[asterisk] dial: the template must contain {{target}}, got {dial!r}")
+    sounds = where.string(table, "sounds_dir", "[asterisk]")
+    return AsteriskConfig(
+        ami_host=ami[0], ami_port=ami[1],
+        ami_username=where.string(table, "ami_username", "[asterisk]") or default.ami_username,
+        ami_secret=where.secret(table, "ami_secret_env", "ami_secret_file", "[asterisk]", env),
+        ami_auth=str(auth), agi_host=agi[0], agi_port=agi[1],
+        agi_allowed_hosts=tuple(hosts),
+        sounds_dir=Path(sounds) if sounds else None,
+        context=where.string(table, "context", "[asterisk]") or default.context,
+        dial=dial,
+        answer_timeout=where.number(table, "answer_timeout", "[asterisk]", 30.0, minimum=1.0),
+    )
+
+
+def load_config_file(path: Path, env: dict[str, str] | None = None) -> SipConfig:
+    """Read an ``ars-engine`` TOML config file's SIP part. Every problem raises ConfigError
+    naming the file, the table and the key; unknown keys are errors (a typo must not be
+    ignored)."""
+    return load_file_config(path, env).sip
+
+
+def _sip_config(path: Path, data: dict[str, object], env: dict[str, str]) -> SipConfig:
     where = _Where(path)
     where.unknown(data, _TOP_KEYS, "the top level")
     sip = where.table(data, "sip")
@@ -205,23 +288,25 @@ class _Where:
         return TrunkConfig(
             name=name, proxy=proxy,
             username=self.string(table, "username", where),
-            password=self._password(table, where, env),
+            password=self.secret(table, "password_env", "password_file", where, env),
             from_user=self.string(table, "from_user", where) or "ars",
             keepalive=self.number(table, "keepalive", where, 30.0),
             codecs=tuple(c.upper() for c in codecs),
             answer_timeout=self.number(table, "answer_timeout", where, 30.0, minimum=1.0),
         )
 
-    def _password(self, table: dict[str, object], where: str, env: dict[str, str]
-                  ) -> str | None:
-        variable = self.string(table, "password_env", where)
-        file = self.string(table, "password_file", where)
+    def secret(self, table: dict[str, object], env_key: str, file_key: str, where: str,
+               env: dict[str, str]) -> str | None:
+        """A secret named by an environment variable (``env_key``) or a file (``file_key``,
+        relative to the config file); never the value itself."""
+        variable = self.string(table, env_key, where)
+        file = self.string(table, file_key, where)
         if variable and file:
-            raise self.fail(f"{where}: password_env and password_file both given; keep one")
+            raise self.fail(f"{where}: {env_key} and {file_key} both given; keep one")
         if variable:
             value = env.get(variable)
             if not value:
-                raise self.fail(f"{where} password_env: the environment variable {variable} "
+                raise self.fail(f"{where} {env_key}: the environment variable {variable} "
                                 "is not set")
             return value
         if file:
@@ -231,9 +316,9 @@ class _Where:
             try:
                 value = secret_path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise self.fail(f"{where} password_file: cannot read {secret_path}: "
+                raise self.fail(f"{where} {file_key}: cannot read {secret_path}: "
                                 f"{exc.strerror}") from exc
             if not value:
-                raise self.fail(f"{where} password_file: {secret_path} is empty")
+                raise self.fail(f"{where} {file_key}: {secret_path} is empty")
             return value
         return None

@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -23,6 +23,7 @@ from .scenario.corehttp import AiohttpCoreClient
 from .scenario.interpreter import Interpreter
 from .scenario.loader import load_scenario
 from .telephony.embedded import EmbeddedBackend, SipSettings
+from .telephony.outcomes import CallAttempt
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 PASSING = ("a_code_heard", "b_key_then_code", "c_code_ok", "d_pin_ok", "e_agreed",
            "f_event_agreed", "f_amount_ok")
 SOFTPHONE_REPORT_TIMEOUT = 60.0
+
+
+class Dialer(Protocol):
+    """A backend as the demo uses it (EmbeddedBackend, AsteriskBackend)."""
+
+    async def dial(self, target: str) -> CallAttempt: ...
 
 
 @dataclass(slots=True)
@@ -66,18 +73,23 @@ def call_cases() -> list[CallCase]:
     return cases
 
 
-async def run_call_case(case: CallCase, backend: EmbeddedBackend, media: MediaLibrary,
+async def run_call_case(case: CallCase, backend: Dialer, media: MediaLibrary,
                         out: Path, scenarios_dir: Path, core_url: str,
-                        core: AiohttpCoreClient) -> CallRow:
-    """One real call: a softphone behaving as ``case`` says, the engine calling it."""
+                        core: AiohttpCoreClient, *, listen: tuple[str, int] = ("127.0.0.1", 0),
+                        target: str | None = None) -> CallRow:
+    """One real call: a softphone behaving as ``case`` says, the engine calling it. The
+    softphone listens on ``listen``; the backend dials ``target`` with ``{host}`` and ``{port}``
+    filled in with the softphone's address (default: its SIP URI; through Asterisk e.g.
+    ``PJSIP/softphone/sip:qa@{host}:{port}``)."""
     scenario = load_scenario(scenarios_dir / case.scenario, prompts=media.catalogue)
     params: dict[str, object] = dict(case.params)
     if "callback_url" in scenario.params and "callback_url" not in params:
         params["callback_url"] = core_url
     behaviour = SoftphoneBehaviour(mode=case.mode, keys=parse_cues(case.keys))  # type: ignore[arg-type]
-    async with Softphone(("127.0.0.1", 0), behaviour, out / case.name) as phone:
+    async with Softphone(listen, behaviour, out / case.name) as phone:
         host, port = phone.address
-        attempt = await backend.dial(f"sip:qa@{host}:{port}")
+        attempt = await backend.dial((target or "sip:qa@{host}:{port}").format(host=host,
+                                                                                 port=port))
         if attempt.channel is None:
             return CallRow(case, attempt.outcome.value, attempt.status, None)
         try:

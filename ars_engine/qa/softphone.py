@@ -140,8 +140,8 @@ class Softphone:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.endpoint is not None:
-            self.endpoint.close()
-            self.endpoint = None
+            endpoint, self.endpoint = self.endpoint, None
+            await endpoint.aclose()  # the port is free again when we return
 
     async def __aenter__(self) -> Softphone:
         await self.start()

@@ -155,3 +155,9 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     async def hangup(self) -> None:
         """Hang up (idempotent)."""
+
+    async def close(self) -> None:
+        """End the call if it is still up and release what the backend holds for it (sockets,
+        per-call prompt files). The runner calls it once the scenario is over; idempotent. The
+        default hangs up."""
+        await self.hangup()

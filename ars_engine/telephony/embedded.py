@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from .channel import (
     PlayResult,
     RecordingInfo,
 )
-from .outcomes import Outcome
+from .outcomes import CallAttempt, Outcome
 from .rtp.media import MediaSession
 from .simulated import write_stereo_recording
 from .sip.call import CallAnswered, CallConfig, CallEnded, OutboundCall
@@ -57,18 +57,6 @@ class SipSettings:
 
     def __repr__(self) -> str:
         return f"SipSettings({self.host}:{self.port}, proxy={self.proxy})"
-
-
-@dataclass(slots=True)
-class CallAttempt:
-    """What the network said about a call: its outcome, the final SIP status, and (once the
-    call was answered) the channel."""
-
-    outcome: Outcome
-    status: int | None
-    reason: str
-    channel: EmbeddedChannel | None = None
-    progress: list[int] = field(default_factory=list)
 
 
 class EmbeddedBackend:

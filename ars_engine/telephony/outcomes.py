@@ -15,6 +15,11 @@ Asterisk's chan_pjsip ``hangup_sip2cause`` (what the Asterisk backend sees for e
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .channel import Channel
 
 __all__ = ["Q850_OUTCOMES", "SIP_STATUS_OUTCOMES", "Outcome", "outcome_from_q850",
            "outcome_from_sip_status"]
@@ -240,4 +245,19 @@ def outcome_from_originate(success: bool | None, reason: int | None, cause: int 
     return outcome
 
 
-__all__ += ["ORIGINATE_REASON_OUTCOMES", "outcome_from_originate"]
+__all__ += ["ORIGINATE_REASON_OUTCOMES", "CallAttempt", "outcome_from_originate"]
+
+
+@dataclass(slots=True)
+class CallAttempt:
+    """What a backend's ``dial`` says about a call: its outcome, the final SIP status (embedded
+    backend) or Q.850 cause (Asterisk backend) when known, a reason for people, and (once the
+    call was answered) the channel to run the scenario on. ``progress``: the 1xx seen (SIP)."""
+
+    outcome: Outcome
+    status: int | None
+    reason: str
+    channel: Channel | None = None
+    progress: list[int] = field(default_factory=list)
+    cause: int | None = None
+

@@ -54,3 +54,28 @@ async def test_send_key_refuses_a_non_key_without_showing_it() -> None:
         assert "Z" not in str(info.value)
     finally:
         await session.close()
+
+
+async def test_a_peer_that_stops_sending_ends_its_prompt() -> None:
+    """A PBX between prompts may send no RTP at all (Asterisk waiting for a digit): the
+    listener's prompt-end detector counts the missing audio as silence."""
+    import numpy as np
+
+    peer, listener = await MediaSession.open("127.0.0.1"), await MediaSession.open("127.0.0.1")
+    peer_socket = peer._sock
+    try:
+        peer.configure(media_to(listener.port, dtmf=101))
+        listener.configure(media_to(peer.port, dtmf=101))
+        listener.detect_prompt_ends()
+        listener.start()
+        peer.start()
+        tone = (np.sin(np.arange(8000) * 0.3) * 8000).astype("<i2").tobytes()  # 1 s of prompt
+        await peer.play(tone, barge_in=False)
+        peer._sock = None  # the peer goes quiet: its stream keeps its schedule, sends nothing
+        async with asyncio.timeout(5):
+            at = await listener.wait_prompt_end(1)
+        assert listener.prompt_ends == [at]
+    finally:
+        peer._sock = peer_socket
+        await peer.close()
+        await listener.close()

@@ -41,6 +41,7 @@ from .rfc4733 import DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent
 from .session import RtpReceiver, RtpSender
 
 log = logging.getLogger("ars_engine.rtp")
+PEER_SILENT_AFTER = 0.06  # s without the peer's audio (3 packets) before it counts as silence
 
 CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
     "PCMU": (ulaw_encode, ulaw_decode),
@@ -118,6 +119,7 @@ class MediaSession(asyncio.DatagramProtocol):
         self._presses: deque[_KeyPress] = deque()
         self._vad: PromptEndDetector | None = None
         self.prompt_ends: list[float] = []  # loop times at which the peer's prompts ended
+        self._last_audio: float | None = None  # when the peer's last audio packet arrived
         self._prompt_end_changed = asyncio.Event()
 
     @classmethod
@@ -311,6 +313,8 @@ class MediaSession(asyncio.DatagramProtocol):
             behind = int(late / sender.ptime)
             sender.skip(behind)  # a long stall: skip ahead rather than flood the peer
             log.warning("rtp sender %d frames late; skipping ahead", behind)
+        if self._vad is not None:
+            self._silent_peer(now)  # one 20 ms slot per tick, like a received packet
         frame: bytes | None
         if self._presses:
             wire, frame = self._key_slot(sender)
@@ -388,15 +392,28 @@ class MediaSession(asyncio.DatagramProtocol):
         if packet.payload_type != media.payload_type:
             return
         pcm = self._decode(packet.payload)
-        if self._vad is not None and self._vad.feed(pcm):
-            self.prompt_ends.append(now)
-            changed, self._prompt_end_changed = self._prompt_end_changed, asyncio.Event()
-            changed.set()  # wakes every waiter; they re-check the count
+        if self._vad is not None:
+            self._last_audio = now
+            if self._vad.feed(pcm):
+                self._prompt_ended(now)
         if self._inband is not None:
             for event in self._inband.feed(pcm):
                 self._key(event.key, now)
         if self._recording:
             self._record_callee(packet.timestamp, pcm)
+
+    def _prompt_ended(self, now: float) -> None:
+        self.prompt_ends.append(now)
+        changed, self._prompt_end_changed = self._prompt_end_changed, asyncio.Event()
+        changed.set()  # wakes every waiter; they re-check the count
+
+    def _silent_peer(self, now: float) -> None:
+        """No audio from the peer for a while counts as silence for the prompt-end detector:
+        a PBX between prompts often sends no RTP at all (Asterisk waiting for a digit)."""
+        if self._last_audio is not None and now - self._last_audio > PEER_SILENT_AFTER:
+            assert self._vad is not None
+            if self._vad.feed(bytes(self._frame_bytes)):
+                self._prompt_ended(now)
 
     def _record_callee(self, timestamp: int, pcm: bytes) -> None:
         if self._rec_ts0 is None:

@@ -41,6 +41,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.calls: dict[str, Callable[[SipMessage, Addr], None]] = {}
         self.bad_datagrams = 0
         self.on_new_request: Callable[[SipRequest, Addr], None] | None = None
+        self.closed = asyncio.get_running_loop().create_future()  # set when the socket is shut
 
     @classmethod
     async def open(cls, host: str, port: int = 0) -> SipEndpoint:
@@ -76,9 +77,20 @@ class SipEndpoint(asyncio.DatagramProtocol):
         log.debug("SIP socket error: %s", exc)
 
     def close(self) -> None:
+        """Start closing the socket (asyncio closes it on the next loop pass; await
+        :meth:`aclose` to know the port is free again)."""
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+    async def aclose(self) -> None:
+        """Close the socket and wait until it is shut (its port can be bound again)."""
+        self.close()
+        await asyncio.shield(self.closed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 def stateless_reply(request: SipRequest, status: int, reason: str) -> bytes:
