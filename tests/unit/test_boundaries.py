@@ -121,3 +121,38 @@ def test_channel_interface_imports_nothing_from_scenario() -> None:
 def test_telephony_backend_imports_nothing_from_scenario(path: Path) -> None:
     bad = sorted(n for n in imports_of(path) if matches(n, "ars_engine.scenario"))
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+# -- sans-I/O cores (STYLE.md rule 1): no sockets, no event loop, no clock -------------------------
+TELEPHONY = PACKAGE / "telephony"
+SANS_IO_CORES = sorted(
+    [TELEPHONY / "outcomes.py"]
+    + [TELEPHONY / "sip" / f"{m}.py" for m in (
+        "message", "headers", "uri", "grammar", "digest", "sdp", "transaction", "call", "uas",
+        "keepalive", "reinvite", "session_update")]
+    + [TELEPHONY / "rtp" / f"{m}.py" for m in ("packet", "rfc4733", "session")]
+    + [TELEPHONY / "ami" / f"{m}.py" for m in ("__init__", "messages", "protocol", "events")]
+    + [TELEPHONY / "agi" / f"{m}.py" for m in ("__init__", "commands", "events", "protocol",
+                                                "replies")])
+IO_MODULES = ("asyncio", "socket", "selectors", "ssl", "threading", "time", "trio", "anyio")
+# The asyncio edges of our own package: a core importing one would import asyncio through it.
+IO_EDGES = ("ars_engine.telephony.sip.transport", "ars_engine.telephony.rtp.media",
+            "ars_engine.telephony.rtp.pacer", "ars_engine.telephony.rtp.clock",
+            "ars_engine.telephony.ami.client", "ars_engine.telephony.ami.originate",
+            "ars_engine.telephony.agi.server", "ars_engine.telephony.agi.channel",
+            "ars_engine.telephony.agi.sounds", "ars_engine.telephony.embedded",
+            "ars_engine.telephony.asterisk")
+
+
+def test_the_io_check_would_catch_a_relative_import_of_an_edge() -> None:
+    names = imported_names("from .server import FastAgiServer", "ars_engine.telephony.agi.events")
+    assert any(matches(n, edge) for n in names for edge in IO_EDGES)
+
+
+@pytest.mark.parametrize("path", SANS_IO_CORES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_sans_io_core_imports_no_io_no_clock_and_no_asyncio_edge(path: Path) -> None:
+    names = imports_of(path)
+    bad = sorted(n for n in names if n.split(".")[0] in IO_MODULES
+                 or any(matches(n, edge) for edge in IO_EDGES))
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+    assert names  # the walk saw something (at least __future__)

@@ -3,16 +3,13 @@ fuzzing; and the import hygiene of every sans-I/O core written for issue 4."""
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import ars_engine
 from ars_engine.errors import ProtocolError
 from ars_engine.telephony.rtp.packet import (
     RtpHeaderExtension,
@@ -207,35 +204,3 @@ def test_generated_packets_round_trip(packet: RtpPacket) -> None:
     data = bytes(packet)
     assert RtpPacket.parse(data) == packet
     assert bytes(RtpPacket.parse(data)) == data
-
-
-# -- sans-I/O: the cores of issue 4 import no asyncio, sockets or clocks ---------------------------
-PACKAGE = Path(ars_engine.__file__).resolve().parent
-SANS_IO_CORES = [PACKAGE / "telephony" / p for p in (
-    "rtp/packet.py", "rtp/rfc4733.py", "sip/sdp.py", "outcomes.py")]
-FORBIDDEN = ("asyncio", "socket", "selectors", "ssl", "threading", "time", "trio", "anyio")
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every absolute module the file imports (any depth: under ``if``, inside functions)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-    return found
-
-
-def test_import_walker_sees_nested_imports(tmp_path: Path) -> None:
-    probe = tmp_path / "probe.py"
-    probe.write_text("import os\ndef f():\n    import asyncio.tasks\n"
-                     "if True:\n    from socket import socket\n")
-    assert imported_modules(probe) == {"os", "asyncio.tasks", "socket"}
-
-
-@pytest.mark.parametrize("path", SANS_IO_CORES, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_sans_io_core_imports_no_io_or_clock(path: Path) -> None:
-    bad = sorted(name for name in imported_modules(path)
-                 if name.split(".")[0] in FORBIDDEN)
-    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"

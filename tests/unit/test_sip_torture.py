@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutated
 
 from ars_engine.errors import ProtocolError
 from ars_engine.telephony.sip.digest import parse_challenge, parse_credentials
@@ -264,26 +265,9 @@ def check_parse(data: bytes) -> None:
             assert msg.sip_uri.host
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(ALL)))
-    for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "dup", "crlf"]))
-        pos = draw(st.integers(0, max(0, len(data) - 1)))
-        if op == "flip" and data:
-            data[pos] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "delete":
-            del data[pos:pos + draw(st.integers(1, 16))]
-        elif op == "truncate":
-            del data[pos:]
-        elif op == "dup":
-            data[pos:pos] = data[pos:pos + draw(st.integers(1, 40))]
-        else:
-            data[pos:pos] = draw(st.sampled_from([b"\r\n", b"\r\n ", b"\n", b"\r", b":", b",",
-                                                  b";", b'"', b"<", b">", b"\\", b"\x00"]))
-    return bytes(data)
+SIP_SPECIALS = [b"\r\n", b"\r\n ", b"\n", b"\r", b":", b",", b";", b'"', b"<", b">", b"\\",
+                b"\x00"]
+MUTATED = mutated(ALL, SIP_SPECIALS)
 
 
 @settings(max_examples=500, deadline=None)
@@ -300,7 +284,7 @@ def test_random_bytes_after_a_start_line_parse_or_raise_protocol_error(data: byt
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
+@given(MUTATED)
 def test_mutated_corpus_messages_parse_or_raise_protocol_error(data: bytes) -> None:
     check_parse(data)
 
@@ -322,7 +306,7 @@ def test_stream_parser_is_independent_of_chunking(messages: list[bytes],
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated(), st.integers(1, 64))
+@given(MUTATED, st.integers(1, 64))
 def test_stream_parser_on_mutated_input_raises_only_protocol_error(data: bytes,
                                                                    size: int) -> None:
     parser = SipStreamParser()

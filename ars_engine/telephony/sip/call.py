@@ -41,13 +41,14 @@ from ..outcomes import Outcome, outcome_from_sip_status
 from .digest import authorization, parse_challenge
 from .headers import NameAddr, Via
 from .message import SipMessage, SipRequest, SipResponse, response_to
-from .reinvite import ReInvite, ReInviteAcked, ReInviteServer, ReInviteUnacknowledged, Reply
+from .reinvite import ReInvite, ReInviteAcked, ReInviteServer, ReInviteUnacknowledged
 from .transaction import (
     Final,
     InviteClientTransaction,
     NonInviteClientTransaction,
     Provisional,
     Send,
+    SendTo,
     Timeout,
 )
 from .transaction import Output as TxOutput
@@ -83,15 +84,6 @@ class CallConfig:
 
     def __repr__(self) -> str:  # no password
         return f"CallConfig({self.target}, via {self.proxy or 'direct'})"
-
-
-@dataclass(frozen=True, slots=True)
-class SendTo:
-    data: bytes
-    addr: Addr
-
-    def __repr__(self) -> str:
-        return f"SendTo({len(self.data)} B → {self.addr[0]}:{self.addr[1]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,8 +471,8 @@ class OutboundCall:
     def _from_reinvites(self, outputs: Sequence[object], now: float) -> list[Output]:
         out: list[Output] = []
         for o in outputs:
-            if isinstance(o, Reply):
-                out.append(SendTo(o.data, o.addr))
+            if isinstance(o, SendTo):
+                out.append(o)
             elif isinstance(o, ReInviteUnacknowledged):
                 if self.state is CallState.CONFIRMED:  # §13.3.1.4: end the session
                     self.state = CallState.TERMINATING

@@ -29,20 +29,11 @@ import secrets
 from dataclasses import dataclass
 
 from .message import SipRequest, response_to
-from .transaction import InviteServerTx
+from .transaction import InviteServerTx, SendTo
 
-__all__ = ["ReInvite", "ReInviteAcked", "ReInviteServer", "ReInviteUnacknowledged", "Reply"]
+__all__ = ["ReInvite", "ReInviteAcked", "ReInviteServer", "ReInviteUnacknowledged"]
 
 Addr = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    data: bytes
-    addr: Addr
-
-    def __repr__(self) -> str:
-        return f"Reply({len(self.data)} B → {self.addr[0]}:{self.addr[1]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +55,7 @@ class ReInviteUnacknowledged:
     """Our 2xx was never ACKed (64·T1): the session should end (§13.3.1.4)."""
 
 
-Output = Reply | ReInvite | ReInviteAcked | ReInviteUnacknowledged
+Output = SendTo | ReInvite | ReInviteAcked | ReInviteUnacknowledged
 
 
 class ReInviteServer:
@@ -107,7 +98,7 @@ class ReInviteServer:
     def receive_invite(self, request: SipRequest, now: float, source: Addr) -> list[Output]:
         tx = self._tx
         if tx is not None and request.branch == tx.branch:
-            return [Reply(tx.last, source)] if tx.last is not None else []  # retransmission
+            return [SendTo(tx.last, source)] if tx.last is not None else []  # retransmission
         if tx is not None and (tx.last is None or tx.g is not None):
             # §14.2: one re-INVITE at a time; the peer retries after Retry-After seconds.
             wait = str(secrets.randbelow(11))
@@ -127,7 +118,7 @@ class ReInviteServer:
                  ("Content-Type", "application/sdp"))
         data = bytes(response_to(tx.invite, 200, "OK", extra=extra, body=sdp))
         tx.respond(data, 200, now)
-        return [Reply(data, self._source)]
+        return [SendTo(data, self._source)]
 
     def reject(self, now: float, status: int = 488, reason: str = "Not Acceptable Here"
                ) -> list[Output]:
@@ -137,7 +128,7 @@ class ReInviteServer:
             return []
         data = bytes(response_to(tx.invite, status, reason))
         tx.respond(data, status, now)
-        return [Reply(data, self._source)]
+        return [SendTo(data, self._source)]
 
     def receive_ack(self, request: SipRequest) -> list[Output]:
         tx = self._tx
@@ -155,8 +146,8 @@ class ReInviteServer:
         resend, gave_up = tx.on_timer(now)
         if gave_up:
             return [ReInviteUnacknowledged()] if tx.final is not None and tx.final < 300 else []
-        return [Reply(resend, self._source)] if resend is not None else []
+        return [SendTo(resend, self._source)] if resend is not None else []
 
     def _reply(self, request: SipRequest, source: Addr, status: int, reason: str,
-               extra: tuple[tuple[str, str], ...] = ()) -> Reply:
-        return Reply(bytes(response_to(request, status, reason, extra=extra)), source)
+               extra: tuple[tuple[str, str], ...] = ()) -> SendTo:
+        return SendTo(bytes(response_to(request, status, reason, extra=extra)), source)

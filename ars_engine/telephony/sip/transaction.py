@@ -72,6 +72,17 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class SendTo:
+    """Bytes to put on the wire to ``addr`` (an output of the call cores)."""
+
+    data: bytes
+    addr: tuple[str, int]
+
+    def __repr__(self) -> str:
+        return f"SendTo({len(self.data)} B → {self.addr[0]}:{self.addr[1]})"
+
+
+@dataclass(frozen=True, slots=True)
 class Provisional:
     """A 1xx response for the transaction user."""
 
