@@ -184,7 +184,20 @@ class AsteriskBackend:
             self._calls.add(channel)
             return CallAttempt(Outcome.ANSWERED, None, "answered", channel)
         outcome = result.result() if result.done() and not result.cancelled() else None
+        if outcome is None or outcome.status is not OriginateStatus.FAILURE:
+            await self._hang_up_leftover(call_id)
         return _failed_attempt(outcome)
+
+    async def _hang_up_leftover(self, call_id: str) -> None:
+        """No FastAGI session and no clear failure (answered elsewhere in the dialplan, or the
+        AMI was lost while it rang): make sure no channel of this call stays up in Asterisk."""
+        try:
+            async with asyncio.timeout(self.settings.ami.action_timeout):
+                await self.ami.wait_connected()
+                await self.ami.hangup(call_id)
+        except (ChannelError, TimeoutError) as exc:
+            log.warning("call %s: could not hang up its leftover channel: %s", call_id,
+                        type(exc).__name__)
 
     async def _answered(self, arrival: asyncio.Future[AgiConnection],
                         result: asyncio.Future[OriginateResult], ring: float

@@ -3,7 +3,8 @@ AMI originate → FastAGI session → scenario → result, with the same outcome
 
 * every shipped scenario's passing path over PJSIP to our QA softphone (it answers, listens for
   the end of each prompt, presses its keys as RFC 4733 events), all seven calls at once;
-* type C over a Local channel whose far end presses the code;
+* every shipped scenario's passing path over Local channels whose far end presses the keys, and
+  type C's right and wrong code;
 * busy, no answer, rejected, congested far ends → the outcomes of outcomes.py;
 * the AMI connection dropped mid-call: the scenario still ends with its result, the client
   reconnects; Asterisk restarted while idle: the next call works;
@@ -25,7 +26,7 @@ import pytest
 from asterisk_peer import AsteriskPeer
 
 from ars_engine.demo import LocalCore
-from ars_engine.demo_calls import call_cases, run_call_case
+from ars_engine.demo_calls import CallCase, call_cases, run_call_case
 from ars_engine.media.library import MediaLibrary
 from ars_engine.scenario.corehttp import AiohttpCoreClient
 from ars_engine.scenario.interpreter import Interpreter
@@ -93,15 +94,14 @@ async def run_type_c(backend: AsteriskBackend, media: MediaLibrary, keys: str,
 
 async def test_type_c_over_a_local_channel_right_and_wrong_code(
         asterisk_peer: AsteriskPeer, real_media: MediaLibrary, tmp_path: Path) -> None:
-    async with AsteriskBackend(settings(asterisk_peer, tmp_path)) as backend:
-        async with asyncio.timeout(CALL_TIMEOUT):
-            outcome, channel = await run_type_c(backend, real_media, "123456")
-        assert outcome == "success"
-        assert not channel.prompt_files, "per-call prompt files are deleted with the call"
-        async with asyncio.timeout(CALL_TIMEOUT):
-            outcome, _ = await run_type_c(backend, real_media, "654321" * 3,
-                                          __KEYS_DELAY="1")
-        assert outcome == "failed"  # three wrong codes
+    async with AsteriskBackend(settings(asterisk_peer, tmp_path)) as backend, \
+            asyncio.timeout(CALL_TIMEOUT):
+        (right, channel), (wrong, _) = await asyncio.gather(
+            run_type_c(backend, real_media, "123456"),
+            run_type_c(backend, real_media, "654321" * 3, __KEYS_DELAY="1"))
+    assert right == "success"
+    assert wrong == "failed"  # three wrong codes
+    assert not channel.prompt_files, "per-call prompt files are deleted with the call"
 
 
 @pytest.mark.parametrize(("context", "outcome"), [
@@ -179,3 +179,38 @@ async def test_cli_call_with_the_asterisk_backend(asterisk_peer: AsteriskPeer,
     result = json.loads(out)
     assert result["backend"] == "asterisk" and result["outcome"] == "busy", result
     assert asterisk_peer.ami_secret.encode() not in out + err
+
+
+async def test_shipped_scenarios_over_local_channels(
+        asterisk_peer: AsteriskPeer, real_media: MediaLibrary, tmp_path: Path) -> None:
+    """Every passing case at once, each on a Local channel whose far end presses all of the
+    case's keys in one go 1 s after answering: keys typed ahead of the prompts stay buffered
+    for the gathers."""
+    local = LocalCore()
+    await local.start()
+    core = AiohttpCoreClient()
+
+    async def one(backend: AsteriskBackend, case: CallCase) -> tuple[str, str, str | None]:
+        scenario = load_scenario(SCENARIOS / case.scenario, prompts=real_media.catalogue)
+        params: dict[str, object] = dict(case.params)
+        if "callback_url" in scenario.params:
+            params["callback_url"] = local.url
+        attempt = await backend.dial("Local/s@callee-keys",
+                                     variables={"__KEYS": "".join(case.keys)})
+        assert attempt.channel is not None, attempt.reason
+        try:
+            result = await Interpreter(scenario, real_media, core=core).run(attempt.channel,
+                                                                            params)
+        finally:
+            await attempt.channel.close()
+        return case.name, result.outcome, result.error
+
+    cases = [c for c in call_cases() if c.mode == "answer"]
+    try:
+        async with AsteriskBackend(settings(asterisk_peer, tmp_path)) as backend, \
+                asyncio.timeout(CALL_TIMEOUT):
+            outcomes = await asyncio.gather(*(one(backend, c) for c in cases))
+    finally:
+        await core.close()
+        await local.stop()
+    assert [o[1] for o in outcomes] == [c.expected for c in cases], outcomes
