@@ -168,7 +168,8 @@ class AsteriskBackend:
         try:
             connection = await self._answered(arrival, result, s.answer_timeout)
         except BaseException:
-            await handle.cancel()  # the dial was cancelled: hang the call up if it rings
+            with contextlib.suppress(ChannelError):  # AMI down: the original error matters
+                await handle.cancel()  # the dial was cancelled: hang the call up if it rings
             raise
         finally:
             for task in (arrival, result):
@@ -184,7 +185,8 @@ class AsteriskBackend:
             self._calls.add(channel)
             return CallAttempt(Outcome.ANSWERED, None, "answered", channel)
         outcome = result.result() if result.done() and not result.cancelled() else None
-        if outcome is None or outcome.status is not OriginateStatus.FAILURE:
+        if outcome is None or outcome.status not in (OriginateStatus.FAILURE,
+                                                     OriginateStatus.REFUSED):
             await self._hang_up_leftover(call_id)
         return _failed_attempt(outcome)
 
