@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip
 # command that proves each package is present (same order as APT_PACKAGES)
 APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip
+# Runtime libraries of the Asterisk 22 build the integration tests unpack from ../shared/asterisk
+# (its README); plain Debian libraries, checked with dpkg.
+APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
 
 .PHONY: setup system-packages demo test lint bench clean
 
@@ -15,11 +18,12 @@ setup: system-packages $(STAMP)
 # Installs the system packages only when one of their commands is missing (idempotent).
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing system packages (missing:$$missing)"; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
-	else echo "setup: system packages present ($(APT_PACKAGES))"; fi
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) $(APT_LIBS) >/dev/null; \
+	else echo "setup: system packages present ($(APT_PACKAGES) $(APT_LIBS))"; fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -118,11 +118,11 @@ def _runs() -> str | None:
 
 
 def _install() -> str | None:
-    """Unpack the shared build to / and install its runtime libraries; None if it worked."""
-    steps = [["tar", "xzf", str(ASTERISK_TGZ), "-C", "/"],
-             ["apt-get", "install", "-y", "-qq", *RUNTIME_PACKAGES]]
+    """Unpack the shared build to / and install its runtime libraries (`make setup` installs
+    them too); None if it worked. apt-get runs `update` first only when the install fails."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in steps:
+
+    def run(command: list[str]) -> str | None:
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                                   check=False, env=env)
@@ -132,7 +132,11 @@ def _install() -> str | None:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             return (f"installing Asterisk: `{' '.join(command[:2])}` exited {done.returncode}:"
                     f" {tail[0]}")
-    return None
+        return None
+
+    install = ["apt-get", "install", "-y", "-qq", *RUNTIME_PACKAGES]
+    return (run(["tar", "xzf", str(ASTERISK_TGZ), "-C", "/"])
+            or (run(install) and (run(["apt-get", "update", "-qq"]) or run(install))))
 
 
 @functools.cache
