@@ -214,3 +214,24 @@ async def test_shipped_scenarios_over_local_channels(
         await core.close()
         await local.stop()
     assert [o[1] for o in outcomes] == [c.expected for c in cases], outcomes
+
+
+async def test_the_shipped_manager_conf_user_can_place_calls(
+        asterisk_peer: AsteriskPeer, real_media: MediaLibrary, tmp_path: Path) -> None:
+    """asterisk/manager.conf as shipped (restricted rights, event filters), with only its secret
+    and port filled in: the engine logs in, dials, and sees the outcome events it needs."""
+    sample = (ROOT / "asterisk" / "manager.conf").read_text(encoding="utf-8")
+    assert "secret = CHANGE-ME" in sample and "port = 5038" in sample
+    (asterisk_peer.etc_dir / "manager.conf").write_text(
+        sample.replace("secret = CHANGE-ME", "secret = sample-secret")
+        .replace("port = 5038", f"port = {asterisk_peer.ami_port}"), encoding="utf-8")
+    await asterisk_peer.cli_async("module reload manager")
+    ami = AmiSettings(host=asterisk_peer.ami_host, port=asterisk_peer.ami_port,
+                      username="ars-engine", secret="sample-secret")
+    async with AsteriskBackend(settings(asterisk_peer, tmp_path, ami=ami,
+                                        answer_timeout=3.0)) as backend, \
+            asyncio.timeout(CALL_TIMEOUT):
+        busy = await backend.dial("Local/s@callee-busy")
+        outcome, _ = await run_type_c(backend, real_media, "123456")
+    assert busy.outcome is Outcome.BUSY, busy.reason
+    assert outcome == "success"
