@@ -277,6 +277,7 @@ def _sip_settings(settings: Settings, trunk_name: str | None,
     """The embedded backend's settings: the config file's [sip] and trunk, then the flags."""
     import os
 
+    from .config import split_host_port
     from .telephony.embedded import SipSettings
 
     try:
@@ -286,20 +287,20 @@ def _sip_settings(settings: Settings, trunk_name: str | None,
         raise click.ClickException(str(exc)) from exc
     host, bind_port = sip.bind_host, sip.bind_port
     if bind:
-        host, given_port = bind, ""
-        if bind.startswith("[") or bind.count(":") == 1:  # [v6]:port or v4:port; bare v6 host
-            host, _, given_port = bind.rpartition(":")
-            host = host.strip("[]")
-        if given_port:
-            if not given_port.isdigit():
-                raise click.BadParameter("expected HOST[:PORT]", param_hint="--bind")
-            bind_port = int(given_port)
+        try:
+            host, given_port = split_host_port(bind)
+        except ValueError:
+            raise click.BadParameter("expected HOST[:PORT]", param_hint="--bind") from None
+        bind_port = bind_port if given_port is None else given_port
     proxy_addr = trunk.proxy
     if proxy:
-        proxy_host, _, proxy_port = proxy.rpartition(":")
-        if not proxy_host or not proxy_port.isdigit():
+        try:
+            proxy_host, proxy_port = split_host_port(proxy)
+        except ValueError:
+            proxy_port = None
+        if not proxy_port:
             raise click.BadParameter("expected HOST:PORT", param_hint="--proxy")
-        proxy_addr = (proxy_host, int(proxy_port))
+        proxy_addr = (proxy_host, proxy_port)
     return SipSettings(
         host=host, port=bind_port if port is None else port, media_host=sip.media_host,
         proxy=proxy_addr, from_user=trunk.from_user,

@@ -5,6 +5,7 @@ trunks); docs/configuration.md describes every key. Secrets are never in the fil
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,30 @@ class Settings:
             asterisk=file_config.asterisk,
             config_file=config_file,
         )
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` / ``[v6]:port`` or a bare IPv6 address → (host, port or
+    None); ValueError when it is none of these or the port is not 0-65535."""
+    if text.count(":") > 1 and not text.startswith("["):  # a bare IPv6 address, no port
+        ipaddress.IPv6Address(text)  # ValueError if it is not one
+        return text, None
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        if port and not port.startswith(":"):
+            raise ValueError(f"not an address: {text!r}")
+        ipaddress.IPv6Address(host)
+        port = port[1:] if port else ""
+        if not port and text.endswith(":"):
+            raise ValueError(f"not an address: {text!r}")
+    elif ":" in text:
+        host, _, port = text.partition(":")
+        if not port:
+            raise ValueError(f"not an address: {text!r}")
+    if not host or (port and (not port.isdigit() or int(port) > 65535)):
+        raise ValueError(f"not an address: {text!r}")
+    return host, int(port) if port else None
 
 
 # -- the config file (TOML) ------------------------------------------------------------------------
@@ -137,9 +162,11 @@ class FileConfig:
 
 
 def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfig:
-    """Read the whole config file (see :func:`load_config_file` for the rules)."""
+    """Read an ``ars-engine`` TOML config file. Every problem raises ConfigError naming the
+    file, the table and the key; unknown keys are errors (a typo must not be ignored)."""
     env = dict(os.environ) if env is None else env
     data = _read_toml(path)
+    _Where(path).unknown(data, _TOP_KEYS, "the top level")
     return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env))
 
 
@@ -174,8 +201,13 @@ def _asterisk_config(path: Path, data: dict[str, object], env: dict[str, str]
         raise where.fail(f"[asterisk] agi_allowed_hosts: expected a list of addresses, "
                          f"got {hosts!r}")
     dial = where.string(table, "dial", "[asterisk]") or default.dial
-    if "{target}" not in dial:
-        raise where.fail(f"[asterisk] dial: the template must contain {{target}}, got {dial!r}")
+    try:
+        usable = "{target}" in dial and dial.format(target="x") != dial
+    except (KeyError, IndexError, ValueError):  # other {fields}, stray braces
+        usable = False
+    if not usable:
+        raise where.fail(f"[asterisk] dial: expected a template with {{target}} and no other "
+                         f"{{…}}, got {dial!r}")
     sounds = where.string(table, "sounds_dir", "[asterisk]")
     return AsteriskConfig(
         ami_host=ami[0], ami_port=ami[1],
@@ -190,16 +222,8 @@ def _asterisk_config(path: Path, data: dict[str, object], env: dict[str, str]
     )
 
 
-def load_config_file(path: Path, env: dict[str, str] | None = None) -> SipConfig:
-    """Read an ``ars-engine`` TOML config file's SIP part. Every problem raises ConfigError
-    naming the file, the table and the key; unknown keys are errors (a typo must not be
-    ignored)."""
-    return load_file_config(path, env).sip
-
-
 def _sip_config(path: Path, data: dict[str, object], env: dict[str, str]) -> SipConfig:
     where = _Where(path)
-    where.unknown(data, _TOP_KEYS, "the top level")
     sip = where.table(data, "sip")
     where.unknown(sip, _SIP_KEYS, "[sip]")
     bind_host, bind_port = "127.0.0.1", 0
@@ -262,15 +286,16 @@ class _Where:
 
     def host_port(self, value: object, where: str, *, port_optional: bool = False
                   ) -> tuple[str, int]:
-        text = value if isinstance(value, str) else ""
-        host, sep, port = text.rpartition(":")
-        if not sep and port_optional and text:
-            host, port = text, "0"
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535 \
-                or (int(port) == 0 and not port_optional):
-            raise self.fail(f'{where}: expected "host:port", got {value!r}')
-        return host, int(port)
+        expected = self.fail(f'{where}: expected "host:port", got {value!r}')
+        try:
+            host, port = split_host_port(value if isinstance(value, str) else "")
+        except ValueError:
+            raise expected from None
+        if port is None and port_optional:
+            return host, 0
+        if not port:
+            raise expected
+        return host, port
 
     def trunk(self, name: str, table: dict[str, object], env: dict[str, str]) -> TrunkConfig:
         where = f"[trunks.{name}]"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from inline_scenarios import LONG, SHORT
 
 from ars_engine.media.library import MediaLibrary
 from ars_engine.scenario.interpreter import Interpreter
@@ -83,29 +84,6 @@ def settings(**kw: object) -> SipSettings:
     base: dict[str, object] = {"answer_timeout": 10.0, "t1": 0.1}
     base.update(kw)
     return SipSettings(**base)  # type: ignore[arg-type]
-
-
-SHORT = textwrap.dedent("""
-    scenario: short
-    steps:
-      hello:
-        play: [{silence: 200}, {prompt: goodbye}]
-        next: done
-      done:
-        finish: {outcome: success}
-    """)
-
-LONG = textwrap.dedent("""
-    scenario: long
-    defaults:
-      gather: {first_digit_timeout: 20, inter_digit_timeout: 20}
-    steps:
-      wait:
-        gather: {prompt: {prompt: goodbye}, digits: 1, into: key}
-        next: done
-      done:
-        finish: {outcome: success, result: {key: "{key}"}}
-    """)
 
 
 async def dial(backend: EmbeddedBackend, sipp: Sipp) -> CallAttempt:

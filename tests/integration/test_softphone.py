@@ -10,7 +10,6 @@ import json
 import shutil
 import socket
 import sys
-import textwrap
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inline_scenarios import LONG
 
 from ars_engine.media.audio import rms_dbfs
 from ars_engine.media.library import MediaLibrary
@@ -32,19 +32,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT = 60.0
-
-LONG = textwrap.dedent("""
-    scenario: long
-    defaults:
-      gather: {first_digit_timeout: 20, inter_digit_timeout: 20}
-    steps:
-      wait:
-        gather: {prompt: {prompt: goodbye}, digits: 1, into: key}
-        next: done
-      done:
-        finish: {outcome: success, result: {key: "{key}"}}
-    """)
-
 
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
