@@ -55,18 +55,11 @@ class RtpSender:
 
     def media(self, payload: bytes) -> RtpPacket:
         """The next audio packet; advances the schedule by one ptime."""
-        packet = RtpPacket(self.payload_type, self.sequence, self.timestamp, self.ssrc,
-                           payload, marker=self._talkspurt)
-        self._talkspurt = False
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + self.samples_per_packet) & 0xFFFFFFFF
-        self._index += 1
-        self.sent += 1
-        return packet
+        return RtpPacket.parse(self.media_wire(payload))
 
     def media_wire(self, payload: bytes) -> bytes:
-        """As :meth:`media`, but the packet's bytes directly (the per-packet hot path: no
-        packet object, one ``struct.pack``)."""
+        """The next audio packet's bytes; advances the schedule by one ptime (the per-packet
+        hot path: no packet object, one ``struct.pack``)."""
         header = HEADER.pack(0x80, (0x80 if self._talkspurt else 0) | self.payload_type,
                              self.sequence, self.timestamp, self.ssrc)
         self._talkspurt = False
