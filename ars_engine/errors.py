@@ -139,3 +139,44 @@ class AgiHangup(AgiError, CalleeHangup):
 
 class AgiDeadChannel(AgiHangup):
     """``511 Command Not Permitted on a dead channel``: the call is already gone."""
+
+
+class FieldError(ArsError):
+    """A request, a command-line option or a stored rule has a bad value. ``field`` names it the
+    way the caller wrote it (a JSON pointer-ish path such as ``retry.max_attempts``), ``code`` is
+    stable for programs (``invalid_number``, ``premium_not_allowed``…), ``message`` is for people
+    and never holds a secret value."""
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        self.field = field
+        self.code = code
+        self.message = message
+        super().__init__(f"{field}: {message} [{code}]")
+
+
+class DestinationError(FieldError):
+    """A destination number that is malformed or that the tenant's policy refuses."""
+
+
+class StoreError(ArsError):
+    """The database could not be reached or refused an operation (names the operation)."""
+
+
+class EvidenceError(ArsError):
+    """An evidence bundle could not be written or read (names the file)."""
+
+
+class NotFound(ArsError):
+    """No such resource for this tenant (another tenant's resources are not found either)."""
+
+
+class Conflict(FieldError):
+    """The request is valid but the resource's state forbids it (cancel a finished call)."""
+
+
+class RateLimited(FieldError):
+    """A limit refuses the request for now; ``retry_after`` seconds until it may pass."""
+
+    def __init__(self, field: str, code: str, message: str, retry_after: int) -> None:
+        super().__init__(field, code, message)
+        self.retry_after = retry_after
