@@ -4,9 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip
+APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip postgresql
 # command that proves each package is present (same order as APT_PACKAGES)
 APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip
+# Packages whose programs are not on PATH: a file that proves each is present (postgresql: the
+# PostgreSQL 15 server the store tests start, tests/pg_peer.py).
+APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl
 # Runtime libraries of the Asterisk 22 build the integration tests unpack from ../shared/asterisk
 # (its README); plain Debian libraries, checked with dpkg.
 APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
@@ -18,6 +21,7 @@ setup: system-packages $(STAMP)
 # Installs the system packages only when one of their commands is missing (idempotent).
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	for f in $(APT_FILES); do test -x $$f || missing="$$missing $$f"; done; \
 	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing system packages (missing:$$missing)"; \

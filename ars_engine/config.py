@@ -9,8 +9,12 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .service.keys import MasterKey
 
 
 def project_root() -> Path:
@@ -28,6 +32,7 @@ class Settings:
     core_signing_secret: bytes | None
     sip: SipConfig = field(default_factory=lambda: SipConfig())
     asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
+    service: ServiceConfig = field(default_factory=lambda: ServiceConfig())
     config_file: Path | None = None
 
     @classmethod
@@ -50,8 +55,18 @@ class Settings:
             core_signing_secret=secret.encode() if secret else None,
             sip=file_config.sip,
             asterisk=file_config.asterisk,
+            service=_service_from_env(file_config.service, env, root),
             config_file=config_file,
         )
+
+    def master_key(self) -> MasterKey:
+        """The engine's master key (see :mod:`ars_engine.service.keys`)."""
+        from .service.keys import MasterKey
+
+        s = self.service
+        if s.secret_key is not None:
+            return MasterKey.from_text(s.secret_key, s.secret_key_source)
+        return MasterKey.load_or_create(s.data_dir / "secret.key")
 
 
 def split_host_port(text: str) -> tuple[str, int | None]:
@@ -84,7 +99,12 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 _TRUNK_KEYS = {"proxy", "username", "password_env", "password_file", "from_user", "keepalive",
                "codecs", "answer_timeout"}
 _SIP_KEYS = {"bind", "media_host", "default_trunk", "t1"}
-_TOP_KEYS = {"sip", "trunks", "asterisk"}
+_TOP_KEYS = {"sip", "trunks", "asterisk", "service", "numbers"}
+_SERVICE_KEYS = {"listen", "database", "database_env", "database_file", "data_dir",
+                 "secret_key_env", "secret_key_file", "backend", "trunk", "target", "node_id",
+                 "lease_seconds", "max_calls", "calls_per_second", "webhook_max_age_hours",
+                 "retention_days", "max_body_bytes", "poll_seconds"}
+BACKENDS = ("embedded", "asterisk")
 _ASTERISK_KEYS = {"ami", "ami_username", "ami_secret_env", "ami_secret_file", "ami_auth",
                   "agi_listen", "agi_allowed_hosts", "sounds_dir", "context", "dial",
                   "answer_timeout"}
@@ -154,11 +174,48 @@ class AsteriskConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """``ars-engine serve``: the HTTP API, the store, the dispatcher (``[service]``), and the
+    QA directory ``[numbers]`` (E.164 number → SIP URI of a test phone, checked before
+    ``target``)."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    database: str | None = None  # SQLAlchemy URL; None: SQLite file <data_dir>/ars.db
+    data_dir: Path = Path("var")
+    secret_key: str | None = None
+    secret_key_source: str = ""
+    backend: str = "embedded"
+    trunk: str | None = None
+    # How the embedded backend reaches a number: {e164} (+8210…), {number} (8210…), {national}
+    # (010…). Default: the trunk's proxy (sip:{national}@proxy host).
+    target: str | None = None
+    node_id: str | None = None
+    lease_seconds: float = 30.0
+    max_calls: int = 100  # calls this node runs at once (all tenants, this trunk)
+    calls_per_second: float = 20.0  # new calls per second this node places on its trunk
+    webhook_max_age_hours: float = 24.0
+    retention_days: int = 1826  # evidence and recordings: 5 years
+    max_body_bytes: int = 64 * 1024
+    poll_seconds: float = 1.0  # how often the dispatcher looks for due calls without a wake-up
+    numbers: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:  # never the key or a database password
+        return (f"ServiceConfig(listen={self.listen_host}:{self.listen_port}, "
+                f"backend={self.backend}, data_dir={self.data_dir})")
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite+aiosqlite:///{self.data_dir / 'ars.db'}"
+
+
+@dataclass(frozen=True, slots=True)
 class FileConfig:
     """Everything the config file holds."""
 
     sip: SipConfig = field(default_factory=lambda: SipConfig())
     asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
+    service: ServiceConfig = field(default_factory=lambda: ServiceConfig())
 
 
 def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfig:
@@ -167,7 +224,90 @@ def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfi
     env = dict(os.environ) if env is None else env
     data = _read_toml(path)
     _Where(path).unknown(data, _TOP_KEYS, "the top level")
-    return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env))
+    return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env),
+                      _service_config(path, data, env))
+
+
+def _service_from_env(config: ServiceConfig, env: dict[str, str], root: Path) -> ServiceConfig:
+    """Apply ``ARS_DATABASE_URL``, ``ARS_DATA_DIR`` and ``ARS_SECRET_KEY`` (they win over the
+    file) and make ``data_dir`` absolute (relative to the project root)."""
+    from dataclasses import replace
+
+    data_dir = Path(env["ARS_DATA_DIR"]) if env.get("ARS_DATA_DIR") else config.data_dir
+    if not data_dir.is_absolute():
+        data_dir = root / data_dir
+    changes: dict[str, object] = {"data_dir": data_dir}
+    if env.get("ARS_DATABASE_URL"):
+        changes["database"] = env["ARS_DATABASE_URL"]
+    if config.secret_key is None and env.get("ARS_SECRET_KEY"):
+        changes.update(secret_key=env["ARS_SECRET_KEY"], secret_key_source="ARS_SECRET_KEY")
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) -> ServiceConfig:
+    where = _Where(path)
+    table = where.table(data, "service")
+    where.unknown(table, _SERVICE_KEYS, "[service]")
+    d = ServiceConfig()
+    listen = (where.host_port(table["listen"], "[service] listen") if "listen" in table
+              else (d.listen_host, d.listen_port))
+    backend = where.string(table, "backend", "[service]") or d.backend
+    if backend not in BACKENDS:
+        raise where.fail(f"[service] backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    target = where.string(table, "target", "[service]")
+    if target is not None:
+        try:
+            target.format(e164="+1", number="1", national="1")
+        except (KeyError, IndexError, ValueError):
+            raise where.fail("[service] target: expected a template using {e164}, {number} or "
+                             f"{{national}} and no other {{…}}, got {target!r}") from None
+    database = where.string(table, "database", "[service]")
+    if database and _url_has_password(database):
+        raise where.fail("[service] database: the URL holds a password; name an environment "
+                         "variable (database_env) or a file (database_file) instead")
+    secret_url = where.secret(table, "database_env", "database_file", "[service]", env)
+    if database and secret_url:
+        raise where.fail("[service]: database and database_env/database_file both given; "
+                         "keep one")
+    key_source = table.get("secret_key_env") or table.get("secret_key_file") or ""
+    secret_key = where.secret(table, "secret_key_env", "secret_key_file", "[service]", env)
+    numbers = where.table(data, "numbers")
+    for number, uri in numbers.items():
+        if not isinstance(uri, str) or not uri.startswith("sip:"):
+            raise where.fail(f"[numbers] {number}: expected a sip: URI, got {uri!r}")
+    data_dir = Path(where.string(table, "data_dir", "[service]") or d.data_dir)
+    if not data_dir.is_absolute() and "data_dir" in table:
+        data_dir = path.parent / data_dir
+    return ServiceConfig(
+        listen_host=listen[0], listen_port=listen[1],
+        database=database or secret_url, data_dir=data_dir,
+        secret_key=secret_key, secret_key_source=f"[service] {key_source}" if secret_key else "",
+        backend=backend, trunk=where.string(table, "trunk", "[service]"), target=target,
+        node_id=where.string(table, "node_id", "[service]"),
+        lease_seconds=where.number(table, "lease_seconds", "[service]", d.lease_seconds,
+                                   minimum=1.0),
+        max_calls=int(where.number(table, "max_calls", "[service]", d.max_calls, minimum=1)),
+        calls_per_second=where.number(table, "calls_per_second", "[service]",
+                                      d.calls_per_second, minimum=0.1),
+        webhook_max_age_hours=where.number(table, "webhook_max_age_hours", "[service]",
+                                           d.webhook_max_age_hours, minimum=0.001),
+        retention_days=int(where.number(table, "retention_days", "[service]", d.retention_days,
+                                        minimum=1)),
+        max_body_bytes=int(where.number(table, "max_body_bytes", "[service]", d.max_body_bytes,
+                                        minimum=1024)),
+        poll_seconds=where.number(table, "poll_seconds", "[service]", d.poll_seconds,
+                                  minimum=0.05),
+        numbers=tuple((str(k), str(v)) for k, v in numbers.items()),
+    )
+
+
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
 
 
 def _read_toml(path: Path) -> dict[str, object]:
