@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,10 +132,13 @@ class AsteriskBackend:
                 await self.agi.__aexit__(None, None, None)
 
     async def dial(self, target: str, *, call_id: str | None = None,
-                   variables: Mapping[str, str] | None = None) -> CallAttempt:
+                   variables: Mapping[str, str] | None = None,
+                   on_progress: Callable[[int], None] | None = None) -> CallAttempt:
         """Call ``target`` (see :attr:`AsteriskSettings.dial`); return when it is answered
         (``channel`` set: run the scenario, then close it) or has failed. ``variables`` are
-        extra channel variables (``__NAME`` to reach a Local channel's far half)."""
+        extra channel variables (``__NAME`` to reach a Local channel's far half).
+        ``on_progress`` is accepted for the Dialer interface; this backend does not report
+        ringing yet (the AMI Newstate events would tell)."""
         s = self.settings
         call_id = call_id or uuid.uuid4().hex
         try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,8 +86,12 @@ class EmbeddedBackend:
             self.endpoint.close()
             self.endpoint = None
 
-    async def dial(self, target: str, *, call_id: str | None = None) -> CallAttempt:
-        """Call ``target`` (a sip: URI); return when it is answered or has failed."""
+    async def dial(self, target: str, *, call_id: str | None = None,
+                   on_progress: Callable[[int], None] | None = None) -> CallAttempt:
+        """Call ``target`` (a sip: URI); return when it is answered or has failed.
+        ``on_progress`` gets each provisional status (180 Ringing…). Cancelling the task that
+        awaits this sends CANCEL (RFC 3261 §9.1) and waits, bounded by the SIP timers, for the
+        call to end before the cancellation goes on."""
         assert self.endpoint is not None, "use the backend as an async context manager"
         s = self.settings
         media_host = s.media_host or s.host
@@ -99,8 +103,13 @@ class EmbeddedBackend:
             proxy=s.proxy, username=s.username, password=s.password,
             answer_timeout=s.answer_timeout, t1=s.t1), str(offer).encode(), call_id=call_id)
         driver = OutboundCallDriver(self.endpoint, core)
+        driver.on_progress = on_progress
         driver.start()
-        first = await driver.answered
+        try:
+            first = await asyncio.shield(driver.answered)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._abandon(driver, media))
+            raise
         progress = [p.status for p in driver.progress]
         if isinstance(first, CallEnded):
             await driver.close()
@@ -121,6 +130,20 @@ class EmbeddedBackend:
         driver.session_update = SessionUpdater(offer, negotiated, media.retarget)
         channel = EmbeddedChannel(core.call_id, driver, media, self.recordings_dir)
         return CallAttempt(Outcome.ANSWERED, core.status, "answered", channel, progress)
+
+
+    @staticmethod
+    async def _abandon(driver: OutboundCallDriver, media: MediaSession) -> None:
+        """A dial cancelled by its caller: CANCEL (or BYE if the 200 crossed it), then free
+        the socket and the media port."""
+        try:
+            await driver.hangup()
+        except Exception:
+            log.warning("call %s: hang-up of a cancelled dial failed", driver.core.call_id,
+                        exc_info=True)
+        finally:
+            await driver.close()
+            await media.close()
 
 
 class EmbeddedChannel(Channel):

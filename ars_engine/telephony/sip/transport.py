@@ -155,6 +155,7 @@ class OutboundCallDriver(_CoreDriver):
         self.answered: asyncio.Future[CallAnswered | CallEnded] = self.loop.create_future()
         self.ended: asyncio.Future[CallEnded] = self.loop.create_future()
         self.progress: list[CallProgress] = []
+        self.on_progress: Callable[[int], None] | None = None  # gets each 1xx status
         self.session_update: Callable[[bytes, bool], bytes | None] | None = None
 
     def start(self) -> None:
@@ -172,6 +173,8 @@ class OutboundCallDriver(_CoreDriver):
                 self.endpoint.send(out.data, out.addr)
             elif isinstance(out, CallProgress):
                 self.progress.append(out)
+                if self.on_progress is not None:
+                    self.on_progress(out.status)
             elif isinstance(out, CallAnswered):
                 if not self.answered.done():
                     self.answered.set_result(out)

@@ -1,0 +1,55 @@
+"""The running service's parts, built once and handed to the HTTP app (``create_app``), the
+CLI and the tests: the store, the scenario catalogue, the master key, the call service, and (in
+``ars-engine serve``) the dispatcher and the webhook sender."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .calls import CallService
+from .catalog import ScenarioCatalog
+from .keys import MasterKey
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store.db import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a request handler needs. ``recordings_dir`` is where calls' recordings and
+    evidence bundles live (``Call.recording`` and ``Call.evidence`` are relative to it)."""
+
+    settings: Settings
+    store: Store
+    catalog: ScenarioCatalog
+    keys: MasterKey
+    calls: CallService
+    recordings_dir: Path
+    clock: Callable[[], datetime] = utc_now
+    dispatcher: Any = None  # service.dispatcher.Dispatcher when calls are placed
+    webhooks: Any = None  # service.webhooks.WebhookSender when events are delivered
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, catalog: ScenarioCatalog, *,
+              clock: Callable[[], datetime] = utc_now) -> Services:
+        keys = settings.master_key()
+        calls = CallService(store, catalog, keys, clock=clock)
+        return cls(settings, store, catalog, keys, calls, settings.recordings_dir, clock)
+
+    def resolve(self, stored: str) -> Path:
+        """A recording/evidence path as stored on a call → a path on disk, never outside
+        ``recordings_dir``."""
+        path = (self.recordings_dir / stored).resolve()
+        root = self.recordings_dir.resolve()
+        if root not in path.parents and path != root:
+            raise ValueError(f"stored path {stored!r} is outside the recordings directory")
+        return path
