@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from ..errors import ConfigError, StoreError
@@ -79,6 +79,8 @@ class Store:
         async with self.sessions() as session:
             try:
                 yield session
+            except IntegrityError:
+                raise  # a constraint the caller resolves (a concurrent insert of the same key)
             except (OperationalError, DBAPIError) as exc:
                 raise StoreError(f"database error: {type(exc.orig).__name__}: "
                                  f"{str(exc.orig).splitlines()[0][:200]}") from exc

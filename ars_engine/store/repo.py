@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,6 +33,9 @@ from .models import (
 )
 
 API_KEY_PREFIX = "ars"
+# ars_<key id: token_hex>_<secret: token_urlsafe>; anything else is refused before it reaches
+# the database (NUL, surrogates from undecodable header bytes…) or the hash.
+API_KEY = re.compile(rf"{API_KEY_PREFIX}_([0-9a-f]{{1,32}})_([A-Za-z0-9_-]{{1,150}})")
 
 
 class InvalidTransition(ArsError):
@@ -71,10 +75,10 @@ async def create_api_key(s: AsyncSession, tenant_id: str, pepper: bytes, *, now:
 async def authenticate(s: AsyncSession, presented: str, pepper: bytes) -> Tenant | None:
     """The tenant owning ``presented`` (a full API key), None when the key is unknown, revoked,
     malformed or its tenant disabled. The hash comparison is constant-time."""
-    prefix, _, rest = presented.partition("_")
-    key_id, _, secret = rest.partition("_")
-    if prefix != API_KEY_PREFIX or not key_id or not secret or len(presented) > 200:
+    match = API_KEY.fullmatch(presented)
+    if match is None:
         return None
+    key_id, secret = match.groups()
     row = await s.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         return None
@@ -100,6 +104,11 @@ def transition(s: AsyncSession, call: Call, to_state: str, now: datetime, *,
 def add_call(s: AsyncSession, call: Call, now: datetime) -> None:
     """A new call, queued; its first transition (none → queued) is recorded."""
     call.state = QUEUED
+    # Column defaults fire only at INSERT; transition() and add_event() read these before it.
+    if call.attempts is None:
+        call.attempts = 0
+    if call.next_event_seq is None:
+        call.next_event_seq = 1
     s.add(call)
     s.add(CallTransition(call_id=call.id, from_state=None, to_state=QUEUED, at=now, attempt=0,
                          reason="created"))
@@ -127,7 +136,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, call_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), call_id
+        created_at = datetime.fromisoformat(stamp)
+        # naive: the store refuses it; NUL: PostgreSQL refuses it (both would not be a 4xx)
+        if created_at.tzinfo is None or not call_id.isprintable() or len(call_id) > 40:
+            raise ValueError("not a cursor this API hands out")
+        return created_at, call_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise FieldError("cursor", "invalid_cursor",
                          "not a cursor returned by this API (use next_cursor as given)") from exc

@@ -62,6 +62,9 @@ SCENARIOS = {
 }
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CALL_TIMEOUT = 60.0
+# A row's state has no change notification (another node could write it): re-read it this often,
+# bounded by CALL_TIMEOUT.
+ROW_POLL = 0.05
 
 
 class Clock:
@@ -127,8 +130,7 @@ async def _create(services: Services, number: str, scenario: str = "code",
 
 
 async def _wait_state(services: Services, call_id: str, states: tuple[str, ...]) -> Call:
-    """Await the call reaching one of ``states`` (the store is the only truth; the dispatcher
-    wakes this by finishing calls, so poll the row after each of its events)."""
+    """Await the call reaching one of ``states``: the store is the only truth."""
     async with asyncio.timeout(CALL_TIMEOUT):
         while True:
             async with services.store.session() as s:
@@ -136,7 +138,7 @@ async def _wait_state(services: Services, call_id: str, states: tuple[str, ...])
             assert call is not None
             if call.state in states:
                 return call
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - a store row has no change event
+            await asyncio.sleep(0.05)
 
 
 async def _events(services: Services, call_id: str) -> list[WebhookEvent]:
@@ -334,7 +336,8 @@ async def test_tenant_concurrency_and_one_call_per_number_at_a_time(
     async with store.session() as s:
         rows = (await s.scalars(select(CallTransition).where(
             CallTransition.to_state == "dialing").order_by(CallTransition.id))).all()
-    a, b = [r for r in rows if r.call_id == first][0], [r for r in rows if r.call_id == second][0]
+    a = next(r for r in rows if r.call_id == first)
+    b = next(r for r in rows if r.call_id == second)
     async with store.session() as s:
         first_end = (await s.scalars(select(CallTransition).where(
             CallTransition.call_id == first, CallTransition.to_state == "failed"))).one()
