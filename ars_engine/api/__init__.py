@@ -1,0 +1,1 @@
+"""The HTTP API (aiohttp): ``create_app`` in :mod:`ars_engine.api.app`."""
