@@ -37,9 +37,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+# The simulated matrix (28 paths, seconds), then the whole service over HTTP: the engine (SQLite,
+# embedded SIP), QA softphones, a demo tenant, the seven scenarios + busy + no answer triggered
+# with curl-equivalent requests, signed webhooks checked by a demo receiver.
 demo: setup
 	$(BIN)/ars-engine demo
-	$(BIN)/ars-engine demo --calls
+	$(BIN)/ars-engine demo --http
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -58,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/bench_call_setup.py
 	$(BIN)/python bench/bench_dtmf_reaction.py
 	$(BIN)/python bench/bench_ami_parse.py
+	$(BIN)/python bench/bench_api.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis

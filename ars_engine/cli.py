@@ -229,8 +229,13 @@ def _with_config_file(settings: Settings, path: Path) -> Settings:
         file_config = load_file_config(path)
     except ArsError as exc:
         raise click.ClickException(str(exc)) from exc
+    import os
+
+    from .config import _service_from_env
+
+    service = _service_from_env(file_config.service, dict(os.environ), settings.root)
     return dataclasses.replace(settings, sip=file_config.sip, asterisk=file_config.asterisk,
-                               config_file=path)
+                               service=service, config_file=path)
 
 
 def _embedded_backend(settings: Settings, trunk: str | None, bind: str | None,
@@ -383,10 +388,24 @@ def hash_secret(salt: str | None, scheme: str) -> None:
               help="Folder for the heard WAVs (default recordings/demo).")
 @click.option("--calls", "real_calls", is_flag=True,
               help="Real SIP/RTP calls on loopback to the QA softphone instead of simulations.")
-def demo(out: Path | None, real_calls: bool) -> None:
+@click.option("--http", "over_http", is_flag=True,
+              help="The whole service: the engine's API, a demo tenant, the seven scenarios "
+                   "triggered over HTTP, signed webhooks received by a demo receiver.")
+def demo(out: Path | None, real_calls: bool, over_http: bool) -> None:
     """Simulate every shipped scenario on its passing and failing paths; print a summary."""
     settings = _settings()
-    if real_calls:
+    if over_http:
+        import dataclasses
+        import shutil
+
+        from .demo_http import run_demo_http
+
+        folder = out or settings.recordings_dir / "demo-http"
+        shutil.rmtree(folder, ignore_errors=True)  # a fresh database and key for each run
+        settings = dataclasses.replace(settings, service=dataclasses.replace(
+            settings.service, data_dir=folder / "var", database=None, secret_key=None))
+        ok = run_demo_http(settings, _media(settings), folder)
+    elif real_calls:
         from .demo_calls import run_demo_calls
 
         ok = run_demo_calls(settings, _media(settings),
@@ -452,6 +471,16 @@ def softphone(listen: str, rings: int, ring_seconds: float, mode: str, keys: tup
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
 
+
+def _register_service_commands() -> None:
+    from .cli_evidence import evidence
+    from .cli_service import db, serve, tenants
+
+    for command in (serve, tenants, db, evidence):
+        main.add_command(command)
+
+
+_register_service_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

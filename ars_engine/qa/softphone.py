@@ -120,6 +120,7 @@ class Softphone:
         self.reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._done_ids: deque[str] = deque(maxlen=256)  # late retransmissions are not new calls
+        self.invites: list[str] = []  # Call-IDs of the calls received, in order (QA: no doubles)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -172,6 +173,7 @@ class Softphone:
             log.warning("dropped an INVITE too broken to answer from %s:%s: %s", *source, exc)
             return
         driver = IncomingCallDriver(endpoint, core)
+        self.invites.append(core.call_id)
         now = driver.loop.time()
         timeline = CallTimeline(core.call_id, request.get("From") or "", now)
         timeline.add(now, "invite", source=f"{source[0]}:{source[1]}")

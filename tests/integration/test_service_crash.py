@@ -1,0 +1,235 @@
+"""The engine killed with SIGKILL during calls, then started again (a real `ars-engine serve`
+subprocess, real SIP calls to QA softphones, the webhook receiver down until after the restart).
+
+Every call must reach a terminal state with exactly one terminal webhook (the receiver
+de-duplicates by event id and counts), calls in progress at the kill must fail with reason
+``engine_restart``, queued ones must be placed after the restart, and no number may ring twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
+from ars_engine.service.signing import HEADER, SignatureError, verify
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = [sys.executable, "-m", "ars_engine.cli"]
+START_TIMEOUT = 60.0
+RUN_TIMEOUT = 150.0
+TERMINAL = ("finished", "failed", "canceled")
+# The API has no push for call state; the test re-reads it this often, bounded by RUN_TIMEOUT.
+STATE_POLL = 0.2
+IN_FLIGHT = 3
+QUEUED = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Receiver:
+    """The verification service's webhook endpoint: checks signatures, de-duplicates by id."""
+
+    def __init__(self, secret: str, port: int) -> None:
+        self.secret = secret
+        self.port = port
+        self.events: dict[str, dict[str, Any]] = {}
+        self.deliveries = 0
+        self.bad = 0
+        self.changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.deliveries += 1
+        try:
+            verify(self.secret, request.headers.get(HEADER, ""), body, now=time.time())
+        except SignatureError:
+            self.bad += 1
+            return web.Response(status=400)
+        event = json.loads(body)
+        self.events.setdefault(event["id"], event)
+        self.changed.set()
+        return web.Response(status=204)
+
+    def terminal_per_call(self) -> Counter[str]:
+        return Counter(e["call"]["id"] for e in self.events.values()
+                       if e["type"] in ("call.finished", "call.failed", "call.canceled"))
+
+
+class Engine:
+    """``ars-engine serve`` as a subprocess."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+        self.config, self.env, self.log = config, env, log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        out = self.log.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            *ENGINE, "--log-level", "INFO", "serve", "--config", str(self.config),
+            env=self.env, stdout=out, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+        assert self.process.stderr is not None
+        async with asyncio.timeout(START_TIMEOUT):
+            while True:
+                line = await self.process.stderr.readline()
+                if not line:
+                    raise AssertionError(f"the engine exited at start: {self.log.read_text()}")
+                out.write(line)
+                if b"serving on" in line:
+                    break
+        self._drain = asyncio.create_task(self._copy(self.process.stderr, out))
+
+    @staticmethod
+    async def _copy(stream: asyncio.StreamReader, out: Any) -> None:
+        while line := await stream.readline():
+            out.write(line)
+            out.flush()
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        await self._drain
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(40):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+            await self._drain
+
+
+@pytest.fixture
+async def phones(tmp_path: Path) -> AsyncIterator[list[Softphone]]:
+    made = []
+    for index in range(IN_FLIGHT + QUEUED):
+        phone = Softphone(("127.0.0.1", 0), SoftphoneBehaviour(keys=parse_cues(["123456"])),
+                          tmp_path / f"phone{index}")
+        await phone.start()
+        made.append(phone)
+    yield made
+    for phone in made:
+        await phone.close()
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run([*ENGINE, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def _states(http: aiohttp.ClientSession, url: str, ids: list[str]) -> dict[str, dict]:
+    found = {}
+    for call_id in ids:
+        async with http.get(f"{url}/v1/calls/{call_id}") as resp:
+            assert resp.status == 200, await resp.text()
+            found[call_id] = await resp.json()
+    return found
+
+
+async def _until(http: aiohttp.ClientSession, url: str, ids: list[str],
+                 done: Any) -> dict[str, dict]:
+    async with asyncio.timeout(RUN_TIMEOUT):
+        while True:
+            states = await _states(http, url, ids)
+            if done(states):
+                return states
+            await asyncio.sleep(STATE_POLL)
+
+
+@pytest.mark.integration
+async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_webhook(
+        tmp_path: Path, phones: list[Softphone]) -> None:
+    api_port, hook_port = _free_port(), _free_port()
+    numbers = [f"+8210555{i:05d}" for i in range(len(phones))]
+    config = tmp_path / "ars.toml"
+    config.write_text(
+        "[service]\n"
+        f'listen = "127.0.0.1:{api_port}"\n'
+        f'data_dir = "{tmp_path / "var"}"\n'
+        'node_id = "node-1"\nlease_seconds = 3\npoll_seconds = 0.2\n'
+        "[numbers]\n" + "".join(
+            f'"{n}" = "sip:qa@{p.address[0]}:{p.address[1]}"\n' for n, p in zip(
+                numbers, phones, strict=True)), encoding="utf-8")
+    env = {**os.environ, "ARS_RECORDINGS_DIR": str(tmp_path / "rec")}
+    created = json.loads(_cli(env, "tenants", "create", "bank", "--config", str(config),
+                              "--json"))
+    url = f"http://127.0.0.1:{api_port}"
+    engine = Engine(config, env, tmp_path / "engine.log")
+    receiver = Receiver(created["webhook_secret"], hook_port)  # down until after the restart
+    http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {created['api_key']}"})
+    try:
+        await engine.start()
+        later = (datetime.now(UTC) + timedelta(seconds=15)).isoformat()
+        ids = []
+        for index, number in enumerate(numbers):
+            body: dict[str, Any] = {"scenario": "type_c", "to": number,
+                                    "params": {"code": "123456"},
+                                    "callback_url": f"http://127.0.0.1:{hook_port}/hook"}
+            if index >= IN_FLIGHT:
+                body["schedule_at"] = later
+            async with http.post(f"{url}/v1/calls", json=body) as resp:
+                assert resp.status == 201, await resp.text()
+                ids.append((await resp.json())["id"])
+        in_flight, queued = ids[:IN_FLIGHT], ids[IN_FLIGHT:]
+        await _until(http, url, in_flight,
+                     lambda s: all(c["state"] == "answered" for c in s.values()))
+        await engine.kill()  # mid-scenario: the callees are listening to the prompts
+        await engine.start()
+        states = await _until(http, url, ids,
+                              lambda s: all(c["state"] in TERMINAL for c in s.values()))
+        await receiver.start()  # the core comes back: the outbox delivers everything
+        async with asyncio.timeout(RUN_TIMEOUT):
+            while set(receiver.terminal_per_call()) != set(ids):
+                receiver.changed.clear()
+                await receiver.changed.wait()
+    finally:
+        await http.close()
+        await engine.stop()
+        await receiver.stop()
+    for call_id in in_flight:
+        assert (states[call_id]["state"], states[call_id]["reason"]) == ("failed",
+                                                                         "engine_restart")
+    for call_id in queued:
+        assert (states[call_id]["state"], states[call_id]["outcome"]) == ("finished", "success")
+    assert receiver.terminal_per_call() == Counter({call_id: 1 for call_id in ids})
+    assert receiver.bad == 0
+    for phone, call_id in zip(phones, ids, strict=True):  # never dialed twice
+        assert [i.rsplit("-", 1)[0] for i in phone.invites] == [call_id]
