@@ -46,6 +46,8 @@ from ..store.models import (
 )
 from .backoff import RetryPolicy
 from .limits import TokenBucket
+from .masking import DEFAULT_REGISTRY as SECRETS
+from .masking import SecretToken
 from .payloads import call_summary
 from .policy import DestinationRules, check_destination
 from .seal import SealError, unseal
@@ -114,6 +116,7 @@ class Dispatcher:
         self.on_event = on_event
         self.stats = DispatcherStats()
         self._running: dict[str, _Running] = {}
+        self._secrets: dict[str, list[SecretToken]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -250,6 +253,8 @@ class Dispatcher:
             log.exception("call %s: dispatcher error", call.id)
             await self._finish_safely(call.id, FAILED, "error", f"error: {type(exc).__name__}")
         finally:
+            for token in self._secrets.pop(call.id, []):
+                SECRETS.remove(token)
             self._running.pop(call.id, None)
             if not self._running:
                 self._idle.set()
@@ -310,7 +315,10 @@ class Dispatcher:
     def _params(self, call: Call) -> dict[str, object]:
         params = dict(call.params)
         if call.sealed_params:
-            params.update(unseal(self.services.keys.seal_key, call.id, call.sealed_params))
+            secrets = unseal(self.services.keys.seal_key, call.id, call.sealed_params)
+            params.update(secrets)
+            # defence in depth: the log scrubber masks these values for the call's life
+            self._secrets[call.id] = [SECRETS.add(v) for v in secrets.values()]
         return params
 
     def _target(self, destination: str) -> str:

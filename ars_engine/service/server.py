@@ -36,7 +36,9 @@ async def serve(settings: Settings, media: MediaLibrary,
     """Run until ``stop`` is set or a SIGTERM/SIGINT arrives. ``ready`` gets the API's URL once
     it accepts requests."""
     from ..api.app import create_app
+    from .masking import install
 
+    install()  # live call secrets are masked in every log line, whatever the code logs
     config = settings.service
     store = Store(config.database_url)
     try:

@@ -67,10 +67,16 @@ class WebhookSender:
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
+    async def open(self) -> None:
+        """The HTTP client alone (``start()`` opens it too): enough for :meth:`run_once`
+        rounds driven by the caller; ``stop()`` closes it."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
+                headers={"User-Agent": USER_AGENT})
+
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
-            headers={"User-Agent": USER_AGENT})
+        await self.open()
         self._task = asyncio.create_task(self._loop(), name="webhooks")
 
     async def stop(self) -> None:

@@ -133,7 +133,10 @@ SANS_IO_CORES = sorted(
     + [TELEPHONY / "rtp" / f"{m}.py" for m in ("packet", "rfc4733", "session")]
     + [TELEPHONY / "ami" / f"{m}.py" for m in ("__init__", "messages", "protocol", "events")]
     + [TELEPHONY / "agi" / f"{m}.py" for m in ("__init__", "commands", "events", "protocol",
-                                                "replies")])
+                                                "replies")]
+    # the service's decisions (STYLE.md: pure functions with table tests; time is passed in)
+    + [PACKAGE / "service" / f"{m}.py" for m in ("policy", "signing", "backoff", "limits",
+                                                  "seal", "payloads")])
 IO_MODULES = ("asyncio", "socket", "selectors", "ssl", "threading", "time", "trio", "anyio")
 # The asyncio edges of our own package: a core importing one would import asyncio through it.
 IO_EDGES = ("ars_engine.telephony.sip.transport", "ars_engine.telephony.rtp.media",
