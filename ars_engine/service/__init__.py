@@ -1,0 +1,1 @@
+"""The service: destination policy, dispatcher, limits, retries, webhooks outbox, evidence."""
