@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .config import Settings
 from .errors import ArsError, FieldError
+
+if TYPE_CHECKING:
+    from .service.keys import MasterKey
 
 T = TypeVar("T")
 
@@ -23,6 +27,14 @@ def _settings(config_path: Path | None) -> Settings:
 
     settings = env_settings()
     return _with_config_file(settings, config_path) if config_path else settings
+
+
+def _master_key(settings: Settings) -> MasterKey:
+    """The master key, or a clean error (a short ``ARS_SECRET_KEY``, an unreadable key file)."""
+    try:
+        return settings.master_key()
+    except ArsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -57,7 +69,9 @@ def serve(config_path: Path | None, listen: str | None, backend: str | None) -> 
         try:
             host, port = split_host_port(listen)
         except ValueError:
-            raise click.BadParameter("expected HOST:PORT", param_hint="--listen") from None
+            port = None
+        if port is None:  # "bad" parses as a host alone; the port is not optional here
+            raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
     media = _media(settings)
     media.render_all()
     chosen = backend or settings.service.backend
@@ -69,7 +83,14 @@ def serve(config_path: Path | None, listen: str | None, backend: str | None) -> 
                    f"{settings.service.database_url.split('://', 1)[0]})", err=True)
         sys.stderr.flush()
 
-    _run(lambda: run_server(settings, media, factory, host=host, port=port, ready=ready))
+    if backend:
+        settings = replace(settings, service=replace(settings.service, backend=backend))
+    try:
+        _run(lambda: run_server(settings, media, factory, host=host, port=port, ready=ready))
+    except OSError as exc:  # the API port is taken, the host does not resolve…
+        raise click.ClickException(f"cannot serve on {host or settings.service.listen_host}:"
+                                   f"{settings.service.listen_port if port is None else port}: "
+                                   f"{exc.strerror or exc}") from exc
 
 
 # -- tenants ---------------------------------------------------------------------------------------
@@ -125,7 +146,7 @@ def tenants_create(config_path: Path | None, tenant_id: str, name: str | None,
         raise click.BadParameter("lowercase letters, digits, - and _ (at most 64)",
                                  param_hint="TENANT_ID")
     settings = _settings(config_path)
-    keys = settings.master_key()
+    keys = _master_key(settings)
     rules = DestinationRules(allow_international=allow_international,
                              allow_premium=allow_premium)
 
@@ -180,7 +201,7 @@ def tenants_key(config_path: Path | None, tenant_id: str, label: str) -> None:
     from .store import repo
 
     settings = _settings(config_path)
-    pepper = settings.master_key().api_key_pepper
+    pepper = _master_key(settings).api_key_pepper
 
     async def work(s: Any) -> str:
         if await repo.get_tenant(s, tenant_id) is None:
@@ -218,7 +239,7 @@ def tenants_revoke(config_path: Path | None, key_id: str) -> None:
 @click.argument("tenant_id")
 def tenants_secret(config_path: Path | None, tenant_id: str) -> None:
     """Print a tenant's webhook signing secret (derived from the master key)."""
-    click.echo(_settings(config_path).master_key().webhook_secret(tenant_id))
+    click.echo(_master_key(_settings(config_path)).webhook_secret(tenant_id))
 
 
 # -- database --------------------------------------------------------------------------------------
@@ -246,5 +267,6 @@ def db_upgrade(config_path: Path | None) -> None:
 
     from sqlalchemy.engine import make_url
 
+    revision = _run(work)  # first: a malformed URL is refused there as a clean error
     shown = make_url(settings.service.database_url).render_as_string(hide_password=True)
-    click.echo(f"database {shown} at revision {_run(work)}")
+    click.echo(f"database {shown} at revision {revision}")

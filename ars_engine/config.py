@@ -187,8 +187,10 @@ class ServiceConfig:
     secret_key_source: str = ""
     backend: str = "embedded"
     trunk: str | None = None
-    # How the embedded backend reaches a number: {e164} (+8210…), {number} (8210…), {national}
-    # (010…). Default: the trunk's proxy (sip:{national}@proxy host).
+    # How the dispatcher turns a number into the backend's dial target: {e164} (+8210…),
+    # {number} (8210…), {national} (010…). Default (ServiceConfig.dial_target): the embedded
+    # backend dials sip:{national}@<trunk proxy host> (127.0.0.1 without a trunk); the Asterisk
+    # backend hands {national} to its [asterisk] dial template.
     target: str | None = None
     node_id: str | None = None
     lease_seconds: float = 30.0
@@ -203,6 +205,14 @@ class ServiceConfig:
     def __repr__(self) -> str:  # never the key or a database password
         return (f"ServiceConfig(listen={self.listen_host}:{self.listen_port}, "
                 f"backend={self.backend}, data_dir={self.data_dir})")
+
+    def dial_target(self, backend: str, proxy_host: str | None) -> str:
+        """``target``, else the default for ``backend`` (see the field's comment)."""
+        if self.target:
+            return self.target
+        if backend == "asterisk":
+            return "{national}"
+        return f"sip:{{national}}@{proxy_host or '127.0.0.1'}"
 
     @property
     def database_url(self) -> str:
@@ -229,8 +239,10 @@ def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfi
 
 
 def _service_from_env(config: ServiceConfig, env: dict[str, str], root: Path) -> ServiceConfig:
-    """Apply ``ARS_DATABASE_URL``, ``ARS_DATA_DIR`` and ``ARS_SECRET_KEY`` (they win over the
-    file) and make ``data_dir`` absolute (relative to the project root)."""
+    """Apply ``ARS_DATABASE_URL`` and ``ARS_DATA_DIR`` (they win over the file) and
+    ``ARS_SECRET_KEY`` (used when the file names no secret_key_env / secret_key_file, as
+    :mod:`ars_engine.service.keys` describes), and make ``data_dir`` absolute (relative to the
+    project root)."""
     from dataclasses import replace
 
     data_dir = Path(env["ARS_DATA_DIR"]) if env.get("ARS_DATA_DIR") else config.data_dir
@@ -258,7 +270,7 @@ def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) ->
     if target is not None:
         try:
             target.format(e164="+1", number="1", national="1")
-        except (KeyError, IndexError, ValueError):
+        except (KeyError, IndexError, ValueError, AttributeError):  # AttributeError: {e164.x}
             raise where.fail("[service] target: expected a template using {e164}, {number} or "
                              f"{{national}} and no other {{…}}, got {target!r}") from None
     database = where.string(table, "database", "[service]")

@@ -81,10 +81,22 @@ class MasterKey:
     def load_or_create(cls, path: Path) -> MasterKey:
         """Read ``path``; create it (mode 0600, 32 random bytes in hex) when it is missing."""
         if not path.exists():
+            # Written whole to a private temporary file, then linked into place: a process
+            # starting at the same moment either wins the link or reads the winner's key, never
+            # a half-written file.
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_hex(32) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                temporary.unlink()
         try:
             return cls.from_text(path.read_text(encoding="ascii"), str(path))
         except (OSError, UnicodeDecodeError) as exc:

@@ -49,7 +49,9 @@ async def serve(settings: Settings, media: MediaLibrary,
         services = Services.build(settings, store, catalog)
         async with backend_factory() as backend:
             webhooks = WebhookSender(services, node_id=config.node_id or "")
-            dispatcher = Dispatcher(services, backend, on_event=webhooks.wake)
+            proxy = getattr(getattr(backend, "settings", None), "proxy", None)
+            target = config.dial_target(config.backend, proxy[0] if proxy else None)
+            dispatcher = Dispatcher(services, backend, target=target, on_event=webhooks.wake)
             webhooks.node_id = dispatcher.node_id
             services.calls.on_created = dispatcher.wake
             services.calls.on_cancel = dispatcher.cancel
