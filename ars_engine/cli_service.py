@@ -130,10 +130,15 @@ def _scenarios(value: str | None) -> list[str] | None:
               type=click.IntRange(1, 86400 * 7), help="Window of the per-number limit (s).")
 @click.option("--allow-international", is_flag=True)
 @click.option("--allow-premium", is_flag=True)
+@click.option("--allow-prefix", "allow_prefixes", multiple=True, metavar="+PREFIX",
+              help="E.164 prefix allowed whatever its kind (e.g. +8280 for free-phone QA).")
+@click.option("--block-prefix", "block_prefixes", multiple=True, metavar="+PREFIX",
+              help="E.164 prefix never dialed for this tenant (wins over everything).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def tenants_create(config_path: Path | None, tenant_id: str, name: str | None,
                    scenarios: str | None, max_concurrent: int, per_number_limit: int,
                    per_number_window: int, allow_international: bool, allow_premium: bool,
+                   allow_prefixes: tuple[str, ...], block_prefixes: tuple[str, ...],
                    as_json: bool) -> None:
     """Create a tenant and its first API key (shown once) and print its webhook secret."""
     import re
@@ -147,8 +152,12 @@ def tenants_create(config_path: Path | None, tenant_id: str, name: str | None,
                                  param_hint="TENANT_ID")
     settings = _settings(config_path)
     keys = _master_key(settings)
-    rules = DestinationRules(allow_international=allow_international,
-                             allow_premium=allow_premium)
+    try:
+        rules = DestinationRules.from_json({
+            "allow_international": allow_international, "allow_premium": allow_premium,
+            "allowed_prefixes": list(allow_prefixes), "blocked_prefixes": list(block_prefixes)})
+    except FieldError as exc:
+        raise click.BadParameter(exc.message, param_hint=exc.field) from exc
 
     async def work(s: Any) -> str:
         if await repo.get_tenant(s, tenant_id) is not None:

@@ -370,3 +370,29 @@ async def test_recorded_call_gets_a_verifiable_evidence_bundle(
 def test_clock_type_is_callable() -> None:
     clock: Callable[[], datetime] = Clock()
     assert clock().tzinfo is UTC
+
+
+async def test_calls_per_second_limit_spaces_out_the_dials(
+        services: Services, backend: EmbeddedBackend, tmp_path: Path, store: Store) -> None:
+    rate = 4.0
+    services.settings = replace(services.settings, service=replace(
+        services.settings.service, calls_per_second=rate))
+    phone = await _phone(tmp_path, "busy", mode="busy")  # each attempt ends at once (486)
+    uri = f"sip:qa@{phone.address[0]}:{phone.address[1]}"
+    numbers = {f"+8210123411{i:02d}": uri for i in range(10)}
+    dispatcher = _dispatcher(services, backend, numbers)
+    ids = [await _create(services, n) for n in numbers]
+    await dispatcher.start()
+    try:
+        for call_id in ids:
+            await _wait_state(services, call_id, ("failed",))
+    finally:
+        await dispatcher.stop()
+        await phone.close()
+    async with store.session() as s:
+        dials = sorted((await s.scalars(select(CallTransition.at).where(
+            CallTransition.to_state == "dialing"))).all())
+    assert len(dials) == 10
+    # a full bucket of 4 may go at once; the other 6 wait for tokens at 4 per second
+    span = (dials[-1] - dials[0]).total_seconds()
+    assert span >= (10 - rate) / rate - 0.05, dials
