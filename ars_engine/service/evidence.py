@@ -124,8 +124,9 @@ def write_evidence(data: EvidenceInput, out_dir: Path, *, key: bytes, key_id: st
     """Write the evidence bundle of ``data`` into ``out_dir/<call_id>/`` and return it.
 
     The source WAV is copied, not moved; ``now`` (aware, default: the clock) is ``created_at``.
-    Nothing is written for unusable input (a naive time, an unreadable WAV, a recording too long
-    for the derivative), and a bundle whose manifest exists is never overwritten.
+    Nothing is written for unusable input (a naive time, an unreadable WAV), and a bundle whose
+    manifest exists is never overwritten. A recording too long for a ≤ 300 KB mp3 still gets its
+    bundle, without the derivative: ``derivative.not_made`` says why.
     """
     if not key:
         raise EvidenceError("the evidence key is empty")
@@ -144,14 +145,25 @@ def write_evidence(data: EvidenceInput, out_dir: Path, *, key: bytes, key_id: st
     if manifest_path.exists():
         raise EvidenceError(f"{manifest_path}: an evidence bundle already exists for this call")
     sample_rate, duration_ms = _wav_info(data.audio)
-    kbps = choose_bitrate(duration_ms)
+    try:
+        kbps: int | None = choose_bitrate(duration_ms)
+        too_long = ""
+    except EvidenceError as exc:
+        # Keep the evidence (WAV + signed manifest) all the same: losing a consent recording
+        # because no submission-sized mp3 fits would be worse. The manifest says why.
+        kbps, too_long = None, str(exc)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EvidenceError(f"{directory}: cannot create the bundle directory: {exc}") from exc
     audio_path, derivative_path = directory / AUDIO_NAME, directory / DERIVATIVE_NAME
     audio_sha, audio_bytes = _copy_file(data.audio, audio_path)
-    derivative_sha, derivative_bytes, kbps = _write_derivative(audio_path, derivative_path, kbps)
+    derivative: dict[str, Any] = {"file": None, "format": "mp3", "not_made": too_long}
+    if kbps is not None:
+        derivative_sha, derivative_bytes, kbps = _write_derivative(audio_path, derivative_path,
+                                                                   kbps)
+        derivative = {"file": DERIVATIVE_NAME, "sha256": derivative_sha,
+                      "bytes": derivative_bytes, "bitrate_kbps": kbps, "format": "mp3"}
     manifest: dict[str, Any] = {
         "format": FORMAT, "call_id": data.call_id, "tenant_id": data.tenant_id,
         "scenario": {"name": data.scenario, "sha256": data.scenario_sha256},
@@ -163,8 +175,7 @@ def write_evidence(data: EvidenceInput, out_dir: Path, *, key: bytes, key_id: st
                  for e in data.timeline if e.kind == "key"],
         "audio": {"file": AUDIO_NAME, "sha256": audio_sha, "bytes": audio_bytes,
                   "duration_ms": duration_ms, "sample_rate": sample_rate},
-        "derivative": {"file": DERIVATIVE_NAME, "sha256": derivative_sha,
-                       "bytes": derivative_bytes, "bitrate_kbps": kbps, "format": "mp3"},
+        "derivative": derivative,
         "created_at": times["created_at"],
     }
     manifest["signature"] = {"alg": SIGNATURE_ALG, "key_id": key_id,
@@ -350,6 +361,10 @@ def _check_signature(manifest: dict[str, Any], key: bytes | None,
 
 
 def _check_file(directory: Path, name: str, entry: object) -> tuple[str, bool, str]:
+    if name == "derivative" and isinstance(entry, dict) and entry.get("file") is None and \
+            isinstance(entry.get("not_made"), str) and entry["not_made"]:
+        # no mp3 could fit the size limit; the (signed) manifest says why
+        return name, True, f"none: {entry['not_made']}"
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
             not isinstance(entry.get("sha256"), str) or type(entry.get("bytes")) is not int:
         return name, False, "missing or malformed in the manifest"

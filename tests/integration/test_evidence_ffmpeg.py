@@ -1,15 +1,16 @@
 """The mp3 derivative of an evidence bundle, made by the real ffmpeg and read back by ffprobe:
 the bitrate steps down with the duration so the file stays within 300 KB, and a recording too
-long even for 8 kbps is refused before anything is written.
+long even for 8 kbps keeps its bundle without the derivative (the manifest says why).
 
 Note: at 8 kbps (the lowest MP3 rate at 8 kHz) 300 KB hold 300 s of audio, so a 10-minute
-recording cannot fit; it is refused with an EvidenceError naming its duration.
+recording cannot fit; its bundle has no mp3 and a signed note naming the duration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import wave
@@ -19,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ars_engine.errors import EvidenceError
 from ars_engine.scenario.timeline import TimelineEvent
 from ars_engine.service.evidence import (
     DERIVATIVE_MAX_BYTES,
@@ -91,13 +91,22 @@ def test_derivative_fits_300_kb_and_ffprobe_reads_its_duration(tmp_path: Path, s
     assert verify_evidence(bundle.directory, key=MASTER.evidence_key).ok
 
 
-def test_a_10_minute_recording_is_refused_naming_its_duration(tmp_path: Path) -> None:
+def test_a_10_minute_recording_keeps_its_evidence_without_a_derivative(tmp_path: Path) -> None:
     wav = tone_wav(tmp_path / "call.wav", 600)
     out = tmp_path / "evidence"
-    with pytest.raises(EvidenceError, match=r"lasts 600\.0 s: even at 8 kbps .* 300 KB"):
-        write_evidence(evidence_input(wav, 600), out, key=MASTER.evidence_key,
-                       key_id=MASTER.evidence_key_id)
-    assert not out.exists()
+    bundle = write_evidence(evidence_input(wav, 600), out, key=MASTER.evidence_key,
+                            key_id=MASTER.evidence_key_id)
+    derivative = bundle.manifest["derivative"]
+    assert derivative["file"] is None
+    assert re.search(r"lasts 600\.0 s: even at 8 kbps .* 300 KB", derivative["not_made"])
+    assert not (bundle.directory / "recording.mp3").exists()
+    report = verify_evidence(bundle.directory, key=MASTER.evidence_key)
+    assert report.ok, report.describe()
+    # the reason is signed: deleting it (to pass off a missing mp3) breaks the signature
+    manifest = json.loads(bundle.manifest_path.read_text(encoding="utf-8"))
+    manifest["derivative"]["not_made"] = "x"
+    bundle.manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert not verify_evidence(bundle.directory, key=MASTER.evidence_key).ok
     assert wav.exists()
 
 
