@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import Conflict, FieldError, NotFound, ParameterError, RateLimited
 from ..scenario.secrets import Secret
@@ -71,7 +72,7 @@ class Created:
     replayed: bool = False
 
 
-def check_request(body: object, tenant: Tenant, catalog: ScenarioCatalog,
+def check_request(body: object, tenant: Tenant | _TenantRules, catalog: ScenarioCatalog,
                   now: datetime) -> CallRequest:
     """Check a create-call body for ``tenant``; FieldError naming the first bad field."""
     if not isinstance(body, dict):
@@ -185,7 +186,11 @@ class CallService:
     async def create(self, tenant: Tenant, body: object, *, idempotency_key: str | None,
                      render: Callable[[Call], dict[str, Any]]) -> Created:
         """Create a call (201), or replay the first response for the same Idempotency-Key and
-        body; a reused key with another body is a FieldError (422)."""
+        body; a reused key with another body is a FieldError (422).
+
+        One unit of work (:meth:`Store.run`): the replay look-up, the checks, the per-number
+        count and the inserts commit together, so two requests with one key cannot both create.
+        """
         now = self.clock()
         fingerprint = None
         if idempotency_key is not None:
@@ -194,36 +199,37 @@ class CallService:
                 raise FieldError("Idempotency-Key", "invalid_header",
                                  f"1 to {MAX_KEY_LENGTH} printable characters")
             fingerprint = repo.request_fingerprint(self._fingerprint_key, body)
-            replay = await self._replay(tenant.id, idempotency_key, fingerprint, now)
-            if replay is not None:
-                return replay
-        request = check_request(body, tenant, self.catalog, now)
+        snapshot = _TenantRules.of(tenant)
         try:
-            created = await self._insert(tenant, request, idempotency_key, fingerprint, now,
-                                         render)
-        except IntegrityError:  # the same key committed first by a concurrent request
-            assert idempotency_key is not None and fingerprint is not None
-            replay = await self._replay(tenant.id, idempotency_key, fingerprint, now)
+            created = await self.store.run(lambda s: self._create_unit(
+                s, snapshot, body, idempotency_key, fingerprint, now, render))
+        except IntegrityError:  # PostgreSQL: the same key committed first by a concurrent request
+            if idempotency_key is None or fingerprint is None:
+                raise
+            replay = await self.store.run(lambda s: _replay(s, snapshot.id, idempotency_key,
+                                                             fingerprint, now))
             if replay is None:
                 raise
             return replay
-        self.on_created()
+        if not created.replayed:
+            self.on_created()
         return created
 
-    async def _replay(self, tenant_id: str, key: str, fingerprint: str,
-                      now: datetime) -> Created | None:
-        async with self.store.session() as s, s.begin():
-            record = await repo.get_idempotency(s, tenant_id, key, now)
-        if record is None:
-            return None
-        if record.request_hash != fingerprint:
-            raise FieldError("Idempotency-Key", "idempotency_key_reused",
-                             "this key was used with another request body")
-        return Created(record.status, record.response, replayed=True)
-
-    async def _insert(self, tenant: Tenant, request: CallRequest, key: str | None,
-                      fingerprint: str | None, now: datetime,
-                      render: Callable[[Call], dict[str, Any]]) -> Created:
+    def _create_unit(self, s: Session, tenant: _TenantRules, body: object, key: str | None,
+                     fingerprint: str | None, now: datetime,
+                     render: Callable[[Call], dict[str, Any]]) -> Created:
+        if key is not None and fingerprint is not None:
+            replay = _replay(s, tenant.id, key, fingerprint, now)
+            if replay is not None:
+                return replay
+        request = check_request(body, tenant, self.catalog, now)
+        window = timedelta(seconds=tenant.per_number_window_s)
+        recent = int(s.scalar(repo.calls_to_query(tenant.id, request.destination,
+                                                  now - window)) or 0)
+        if recent >= tenant.per_number_limit:
+            raise RateLimited("to", "number_rate_limited",
+                              f"at most {tenant.per_number_limit} calls to one number per "
+                              f"{tenant.per_number_window_s} s", tenant.per_number_window_s)
         call_id = repo.new_id("call")
         call = Call(
             id=call_id, tenant_id=tenant.id, scenario=request.scenario,
@@ -234,21 +240,14 @@ class CallService:
             callback_url=request.callback_url, reference=request.reference,
             retry_policy=request.retry.as_json(), attempts=0, not_before=request.not_before,
             created_at=now, updated_at=now, next_event_seq=1, cancel_requested=False)
-        async with self.store.session() as s, s.begin():
-            window = timedelta(seconds=tenant.per_number_window_s)
-            recent = await repo.count_calls_to(s, tenant.id, request.destination, now - window)
-            if recent >= tenant.per_number_limit:
-                raise RateLimited("to", "number_rate_limited",
-                                  f"at most {tenant.per_number_limit} calls to one number per "
-                                  f"{tenant.per_number_window_s} s", tenant.per_number_window_s)
-            repo.add_call(s, call, now)
-            await s.flush()
-            body = render(call)
-            if key is not None and fingerprint is not None:
-                s.add(IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=fingerprint,
-                                        call_id=call_id, status=201, response=body,
-                                        created_at=now, expires_at=now + IDEMPOTENCY_TTL))
-        return Created(201, body)
+        repo.add_call(s, call, now)
+        s.flush()
+        response = render(call)
+        if key is not None and fingerprint is not None:
+            s.add(IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=fingerprint,
+                                    call_id=call_id, status=201, response=response,
+                                    created_at=now, expires_at=now + IDEMPOTENCY_TTL))
+        return Created(201, response)
 
     async def get(self, tenant_id: str, call_id: str) -> tuple[Call, list[Any]]:
         """The call with its transitions and webhook events; NotFound for another tenant's."""
@@ -287,3 +286,37 @@ class CallService:
 
 def dumps(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class _TenantRules:
+    """What a create needs of the tenant, read on the event loop (the ORM row stays there)."""
+
+    id: str
+    allowed_scenarios: list[str] | None
+    destination_rules: dict[str, Any]
+    per_number_limit: int
+    per_number_window_s: int
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> _TenantRules:
+        return cls(tenant.id, list(tenant.allowed_scenarios) if tenant.allowed_scenarios
+                   is not None else None, dict(tenant.destination_rules or {}),
+                   tenant.per_number_limit, tenant.per_number_window_s)
+
+
+def _replay(s: Session, tenant_id: str, key: str, fingerprint: str,
+            now: datetime) -> Created | None:
+    """The first response to (tenant, key), or None; FieldError when the body differs.
+    An expired record is deleted (the key may be used again)."""
+    record = s.get(IdempotencyRecord, (tenant_id, key))
+    if record is not None and record.expires_at <= now:
+        s.delete(record)
+        s.flush()
+        record = None
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise FieldError("Idempotency-Key", "idempotency_key_reused",
+                         "this key was used with another request body")
+    return Created(record.status, record.response, replayed=True)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from ..errors import ArsError, FieldError
 from .models import (
@@ -101,7 +101,7 @@ def transition(s: AsyncSession, call: Call, to_state: str, now: datetime, *,
     call.updated_at = now
 
 
-def add_call(s: AsyncSession, call: Call, now: datetime) -> None:
+def add_call(s: AsyncSession | Session, call: Call, now: datetime) -> None:
     """A new call, queued; its first transition (none → queued) is recorded."""
     call.state = QUEUED
     # Column defaults fire only at INSERT; transition() and add_event() read these before it.
@@ -177,12 +177,16 @@ async def list_calls(s: AsyncSession, tenant_id: str, *, states: Sequence[str] =
     return rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
 
 
+def calls_to_query(tenant_id: str, destination: str, since: datetime) -> Select[Any]:
+    """How many calls the tenant asked for to ``destination`` since ``since``."""
+    return select(func.count()).select_from(Call).where(
+        Call.tenant_id == tenant_id, Call.destination == destination, Call.created_at >= since)
+
+
 async def count_calls_to(s: AsyncSession, tenant_id: str, destination: str,
                          since: datetime) -> int:
     """Calls the tenant asked for to ``destination`` since ``since`` (per-number rate limit)."""
-    query = select(func.count()).select_from(Call).where(
-        Call.tenant_id == tenant_id, Call.destination == destination, Call.created_at >= since)
-    return int(await s.scalar(query) or 0)
+    return int(await s.scalar(calls_to_query(tenant_id, destination, since)) or 0)
 
 
 async def active_counts(s: AsyncSession, tenant_ids: Sequence[str]) -> dict[str, int]:
