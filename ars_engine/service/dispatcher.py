@@ -119,6 +119,7 @@ class Dispatcher:
         self._secrets: dict[str, list[SecretToken]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._halt = asyncio.Event()  # ends the heartbeat, after the drain
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
@@ -135,20 +136,18 @@ class Dispatcher:
         rest: their leases lapse and they are recovered as ``engine_restart``."""
         self._stopping = True
         self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if not self._tasks:
+            return  # never started
+        claim, heartbeat = self._tasks  # the heartbeat keeps our leases alive while we drain
+        await _finish(claim)
         running = [r.task for r in self._running.values() if r.task is not None]
         if running:
             _done, pending = await asyncio.wait(running, timeout=drain)
             for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel(task)
+        self._halt.set()
+        await _finish(heartbeat)
+        self._tasks = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -438,8 +437,12 @@ class Dispatcher:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(interval)  # a periodic tick; the task is owned by stop()
+        while not self._halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._halt.wait()
+            if self._halt.is_set():
+                return
             try:
                 await self._heartbeat()
                 await self.recover()
@@ -481,6 +484,25 @@ class Dispatcher:
             self.stats.recovered += count
             self.on_event()
         return count
+
+
+STOP_GRACE = 15.0  # seconds a loop gets to finish its round before it is cancelled
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    """Let a loop that was told to stop end its round: a task cancelled in the middle of a
+    SQLite statement leaves the database write-locked until the statement is collected."""
+    try:
+        async with asyncio.timeout(STOP_GRACE):
+            await asyncio.shield(task)
+    except TimeoutError:
+        await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _cancel_requested(s: AsyncSession, ids: Sequence[str]) -> list[str]:

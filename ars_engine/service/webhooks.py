@@ -64,6 +64,7 @@ class WebhookSender:
         self.delivered = 0
         self.dead = 0
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -81,9 +82,17 @@ class WebhookSender:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Let the loop finish its round: a task cancelled inside a SQLite statement leaves
+            # the database write-locked until the statement is garbage-collected.
+            self._stopping = True
+            self._wake.set()
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT + 1):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._http is not None:
             await self._http.close()
@@ -93,7 +102,7 @@ class WebhookSender:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 sent = await self.run_once()

@@ -42,6 +42,15 @@ SCENARIOS = {
           done:
             finish: {outcome: success, result: {heard: true}}
         """,
+    "slow.yaml": """
+        scenario: slow
+        steps:
+          hold:
+            play: [{silence: 5000}]
+            next: done
+          done:
+            finish: {outcome: success}
+        """,
     "consent.yaml": """
         scenario: consent
         defaults:
@@ -94,7 +103,7 @@ async def services(store: Store, tmp_path: Path, tone_media: MediaLibrary,
     settings = replace(settings, service=replace(settings.service, lease_seconds=3.0,
                                                  poll_seconds=0.2))
     catalog = ScenarioCatalog.load(scenario_dir, tone_media)
-    assert set(catalog.scenarios) == {"code", "consent"}, catalog.problems
+    assert set(catalog.scenarios) == {"code", "consent", "slow"}, catalog.problems
     svc = Services.build(settings, store, catalog, clock=Clock())
     async with store.session() as s, s.begin():
         s.add(Tenant(id="bank", name="Bank", created_at=T0, disabled=False,
@@ -396,3 +405,30 @@ async def test_calls_per_second_limit_spaces_out_the_dials(
     # a full bucket of 4 may go at once; the other 6 wait for tokens at 4 per second
     span = (dials[-1] - dials[0]).total_seconds()
     assert span >= (10 - rate) / rate - 0.05, dials
+
+
+async def test_a_call_outliving_its_lease_while_the_node_drains_is_not_taken_for_dead(
+        services: Services, backend: EmbeddedBackend, tmp_path: Path) -> None:
+    """stop() lets running calls end; the heartbeat keeps renewing their leases meanwhile, so
+    another node's recovery (run again and again here) never fails a call that is alive."""
+    phone = await _phone(tmp_path, "phone")
+    number = "+821012340020"
+    dispatcher = _dispatcher(services, backend, {number: f"sip:qa@{phone.address[0]}:"
+                                                          f"{phone.address[1]}"})
+    other = _dispatcher(services, backend, {}, node="node-b")
+    call_id = await _create(services, number, scenario="slow", params={})
+    await dispatcher.start()
+    try:
+        await _wait_state(services, call_id, ("answered",))
+        stopping = asyncio.create_task(dispatcher.stop())
+        recovered = 0
+        while not stopping.done():  # 5 s of call > the 3 s lease
+            recovered += await other.recover()
+            await asyncio.sleep(ROW_POLL)
+        await stopping
+    finally:
+        await phone.close()
+    async with services.store.session() as s:
+        call = await repo.get_call(s, None, call_id)
+    assert call is not None
+    assert recovered == 0 and (call.state, call.outcome) == ("finished", "success")
