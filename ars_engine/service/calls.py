@@ -239,14 +239,15 @@ class CallService:
                            if request.secret_params else None),
             callback_url=request.callback_url, reference=request.reference,
             retry_policy=request.retry.as_json(), attempts=0, not_before=request.not_before,
-            created_at=now, updated_at=now, next_event_seq=1, cancel_requested=False)
-        repo.add_call(s, call, now)
-        s.flush()
+            created_at=now, updated_at=now, next_event_seq=1, cancel_requested=False,
+            state=QUEUED)
         response = render(call)
+        record = None
         if key is not None and fingerprint is not None:
-            s.add(IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=fingerprint,
-                                    call_id=call_id, status=201, response=response,
-                                    created_at=now, expires_at=now + IDEMPOTENCY_TTL))
+            record = IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=fingerprint,
+                                       call_id=call_id, status=201, response=response,
+                                       created_at=now, expires_at=now + IDEMPOTENCY_TTL)
+        repo.insert_new_call(s, call, now, record)
         return Created(201, response)
 
     async def get(self, tenant_id: str, call_id: str) -> tuple[Call, list[Any]]:

@@ -19,6 +19,7 @@ from ..store.db import Store
 from .catalog import ScenarioCatalog
 from .dispatcher import Dispatcher
 from .runtime import Services
+from .tuning import tune_runtime
 from .webhooks import WebhookSender
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ async def serve(settings: Settings, media: MediaLibrary,
             services.calls.on_cancel = dispatcher.cancel
             services.dispatcher, services.webhooks = dispatcher, webhooks
             app = create_app(services)
+            tune_runtime()  # everything long-lived is loaded by now
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, host or config.listen_host,
