@@ -13,20 +13,19 @@ import asyncio
 import json
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import click
-from aiohttp import web
 
 from .demo import LocalCore
 from .demo_calls import CallCase, call_cases
+from .qa.receiver import WebhookReceiver
 from .qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
 from .scenario.loader import load_scenario
-from .service.signing import HEADER, SignatureError, verify
 from .telephony.embedded import EmbeddedBackend, SipSettings
 
 if TYPE_CHECKING:
@@ -35,56 +34,6 @@ if TYPE_CHECKING:
 
 TENANT = "demo"
 WEBHOOK_TIMEOUT = 120.0
-TERMINAL_EVENTS = ("call.finished", "call.failed", "call.canceled")
-
-
-@dataclass(slots=True)
-class DemoReceiver:
-    """The verification service's webhook endpoint: verifies, de-duplicates, counts."""
-
-    secret: str
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id → body
-    deliveries: int = 0
-    bad_signatures: int = 0
-    url: str = ""
-    _done: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/webhooks"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def terminal(self, call_id: str) -> asyncio.Future[dict[str, Any]]:
-        if call_id not in self._done:
-            self._done[call_id] = asyncio.get_running_loop().create_future()
-        return self._done[call_id]
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.deliveries += 1
-        try:
-            verify(self.secret, request.headers.get(HEADER, ""), body, now=time.time())
-        except SignatureError:
-            self.bad_signatures += 1
-            return web.Response(status=400, text="bad signature")
-        event = json.loads(body)
-        first = event["id"] not in self.events
-        self.events.setdefault(event["id"], event)
-        if first and event["type"] in TERMINAL_EVENTS:
-            future = self.terminal(event["call"]["id"])
-            if not future.done():
-                future.set_result(event)
-        return web.Response(status=204)
 
 
 @dataclass(slots=True)
@@ -138,7 +87,7 @@ async def _run(settings: Settings, media: MediaLibrary, out: Path) -> tuple[list
     cases = call_cases()
     rows = [DemoRow(c, _number(i + 1)) for i, c in enumerate(cases)]
     local_core = LocalCore()  # the mid-call webhook of type D / F
-    receiver = DemoReceiver(settings.master_key().webhook_secret(TENANT))
+    receiver = WebhookReceiver(settings.master_key().webhook_secret(TENANT))
     async with AsyncExitStack() as stack:
         await local_core.start()
         stack.push_async_callback(local_core.stop)
@@ -173,7 +122,7 @@ async def _run(settings: Settings, media: MediaLibrary, out: Path) -> tuple[list
     return rows, curl
 
 
-async def _trigger(url: str, key: str, rows: list[DemoRow], receiver: DemoReceiver,
+async def _trigger(url: str, key: str, rows: list[DemoRow], receiver: WebhookReceiver,
                    core_url: str, scenarios_dir: Path) -> str:
     headers = {"Authorization": f"Bearer {key}"}
     curl = ""
@@ -199,7 +148,7 @@ async def _trigger(url: str, key: str, rows: list[DemoRow], receiver: DemoReceiv
     return curl
 
 
-async def _collect(url: str, key: str, rows: list[DemoRow], receiver: DemoReceiver) -> None:
+async def _collect(url: str, key: str, rows: list[DemoRow], receiver: WebhookReceiver) -> None:
     waiting = [r for r in rows if r.call_id]
     click.echo(f"{len(waiting)} calls requested over HTTP; waiting for their webhooks …",
                err=True)

@@ -163,19 +163,26 @@ def _dispatcher(services: Services, backend: EmbeddedBackend,
                       **kwargs)
 
 
-async def test_call_is_dialed_answered_and_finished_with_its_transitions_and_one_event(
-        services: Services, backend: EmbeddedBackend, tmp_path: Path) -> None:
-    phone = await _phone(tmp_path, "phone", rings=1, ring_seconds=0.2)
-    number = "+821012340001"
-    dispatcher = _dispatcher(services, backend, {number: f"sip:qa@{phone.address[0]}:"
-                                                          f"{phone.address[1]}"})
-    call_id = await _create(services, number)
+async def _one_call(services: Services, backend: Any, phone: Softphone, number: str,
+                    *, target: str | None = None, **create: Any) -> Call:
+    """Create one call to ``number`` (routed to ``phone``, or to ``target``), run a dispatcher
+    until the call has ended, stop it and the phone; the call as stored."""
+    route = target or f"sip:qa@{phone.address[0]}:{phone.address[1]}"
+    dispatcher = _dispatcher(services, backend, {number: route})
+    call_id = await _create(services, number, **create)
     await dispatcher.start()
     try:
-        call = await _wait_state(services, call_id, ("finished", "failed"))
+        return await _wait_state(services, call_id, ("finished", "failed"))
     finally:
         await dispatcher.stop()
         await phone.close()
+
+
+async def test_call_is_dialed_answered_and_finished_with_its_transitions_and_one_event(
+        services: Services, backend: EmbeddedBackend, tmp_path: Path) -> None:
+    phone = await _phone(tmp_path, "phone", rings=1, ring_seconds=0.2)
+    call = await _one_call(services, backend, phone, "+821012340001")
+    call_id = call.id
     assert (call.state, call.outcome, call.result) == ("finished", "success", {"heard": True})
     assert [(t.from_state, t.to_state) for t in call.transitions] == [
         (None, "queued"), ("queued", "dialing"), ("dialing", "ringing"),
@@ -356,16 +363,9 @@ async def test_tenant_concurrency_and_one_call_per_number_at_a_time(
 async def test_recorded_call_gets_a_verifiable_evidence_bundle(
         services: Services, backend: EmbeddedBackend, tmp_path: Path) -> None:
     phone = await _phone(tmp_path, "consent", keys=parse_cues(["1"]))
-    number = "+821012340010"
-    dispatcher = _dispatcher(services, backend, {number: f"sip:qa@{phone.address[0]}:"
-                                                          f"{phone.address[1]}"})
-    call_id = await _create(services, number, scenario="consent", params={})
-    await dispatcher.start()
-    try:
-        call = await _wait_state(services, call_id, ("finished", "failed"))
-    finally:
-        await dispatcher.stop()
-        await phone.close()
+    call = await _one_call(services, backend, phone, "+821012340010", scenario="consent",
+                           params={})
+    call_id = call.id
     assert (call.state, call.result) == ("finished", {"key": "1"})
     assert call.evidence and call.recording
     bundle = services.resolve(call.evidence)

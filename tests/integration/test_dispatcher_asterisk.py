@@ -10,11 +10,9 @@ import pytest
 from asterisk_peer import AsteriskPeer
 from test_asterisk_backend import settings as asterisk_settings
 from test_dispatcher import (  # noqa: F401 - fixtures
-    _create,
-    _dispatcher,
     _events,
+    _one_call,
     _phone,
-    _wait_state,
     scenario_dir,
     services,
 )
@@ -30,20 +28,12 @@ async def test_dispatcher_places_a_call_through_asterisk_and_records_its_life(
         asterisk_peer: AsteriskPeer, services: Services,  # noqa: F811 - the fixture
         tmp_path: Path) -> None:
     phone = await _phone(tmp_path, "phone")
-    number = "+821012349901"
     target = f"PJSIP/softphone/sip:qa@{phone.address[0]}:{phone.address[1]}"
     async with AsteriskBackend(asterisk_settings(asterisk_peer, tmp_path)) as backend:
-        dispatcher = _dispatcher(services, backend, {number: target})  # type: ignore[arg-type]
-        call_id = await _create(services, number)
-        await dispatcher.start()
-        try:
-            call = await _wait_state(services, call_id, ("finished", "failed"))
-        finally:
-            await dispatcher.stop()
-            await phone.close()
+        call = await _one_call(services, backend, phone, "+821012349901", target=target)
     assert (call.state, call.outcome, call.result) == ("finished", "success", {"heard": True})
     assert [(t.from_state, t.to_state) for t in call.transitions] == [
         (None, "queued"), ("queued", "dialing"), ("dialing", "answered"),
         ("answered", "finished")]  # this backend does not report ringing yet
     assert call.sealed_params is None
-    assert [e.type for e in await _events(services, call_id)] == ["call.finished"]
+    assert [e.type for e in await _events(services, call.id)] == ["call.finished"]

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,10 +22,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from ars_engine.qa.receiver import WebhookReceiver
 from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
-from ars_engine.service.signing import HEADER, SignatureError, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = [sys.executable, "-m", "ars_engine.cli"]
@@ -43,47 +41,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Receiver:
-    """The verification service's webhook endpoint: checks signatures, de-duplicates by id."""
-
-    def __init__(self, secret: str, port: int) -> None:
-        self.secret = secret
-        self.port = port
-        self.events: dict[str, dict[str, Any]] = {}
-        self.deliveries = 0
-        self.bad = 0
-        self.changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _hook(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.deliveries += 1
-        try:
-            verify(self.secret, request.headers.get(HEADER, ""), body, now=time.time())
-        except SignatureError:
-            self.bad += 1
-            return web.Response(status=400)
-        event = json.loads(body)
-        self.events.setdefault(event["id"], event)
-        self.changed.set()
-        return web.Response(status=204)
-
-    def terminal_per_call(self) -> Counter[str]:
-        return Counter(e["call"]["id"] for e in self.events.values()
-                       if e["type"] in ("call.finished", "call.failed", "call.canceled"))
 
 
 class Engine:
@@ -193,7 +150,8 @@ async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_we
                               "--json"))
     url = f"http://127.0.0.1:{api_port}"
     engine = Engine(config, env, tmp_path / "engine.log")
-    receiver = Receiver(created["webhook_secret"], hook_port)  # down until after the restart
+    receiver = WebhookReceiver(created["webhook_secret"], port=hook_port,
+                               path="/hook")  # down until after the restart
     http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {created['api_key']}"})
     try:
         await engine.start()
@@ -230,6 +188,6 @@ async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_we
     for call_id in queued:
         assert (states[call_id]["state"], states[call_id]["outcome"]) == ("finished", "success")
     assert receiver.terminal_per_call() == Counter({call_id: 1 for call_id in ids})
-    assert receiver.bad == 0
+    assert receiver.bad_signatures == 0
     for phone, call_id in zip(phones, ids, strict=True):  # never dialed twice
         assert [i.rsplit("-", 1)[0] for i in phone.invites] == [call_id]
