@@ -118,7 +118,7 @@ class ApiKey(Base):
 class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (
-        Index("ix_calls_due", "state", "not_before"),
+        Index("ix_calls_due", "state", "not_before", "created_at"),  # due_calls sorts on both
         Index("ix_calls_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_calls_destination_created", "destination", "created_at"),
     )

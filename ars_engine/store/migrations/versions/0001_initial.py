@@ -78,7 +78,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.create_index('ix_calls_destination_created', ['destination', 'created_at'], unique=False)
-        batch_op.create_index('ix_calls_due', ['state', 'not_before'], unique=False)
+        batch_op.create_index('ix_calls_due', ['state', 'not_before', 'created_at'], unique=False)
         batch_op.create_index('ix_calls_tenant_created', ['tenant_id', 'created_at', 'id'], unique=False)
 
     op.create_table('idempotency_keys',
