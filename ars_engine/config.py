@@ -298,15 +298,15 @@ def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) ->
         node_id=where.string(table, "node_id", "[service]"),
         lease_seconds=where.number(table, "lease_seconds", "[service]", d.lease_seconds,
                                    minimum=1.0),
-        max_calls=int(where.number(table, "max_calls", "[service]", d.max_calls, minimum=1)),
+        max_calls=where.whole(table, "max_calls", "[service]", d.max_calls, minimum=1),
         calls_per_second=where.number(table, "calls_per_second", "[service]",
                                       d.calls_per_second, minimum=0.1),
         webhook_max_age_hours=where.number(table, "webhook_max_age_hours", "[service]",
                                            d.webhook_max_age_hours, minimum=0.001),
-        retention_days=int(where.number(table, "retention_days", "[service]", d.retention_days,
-                                        minimum=1)),
-        max_body_bytes=int(where.number(table, "max_body_bytes", "[service]", d.max_body_bytes,
-                                        minimum=1024)),
+        retention_days=where.whole(table, "retention_days", "[service]", d.retention_days,
+                                   minimum=1),
+        max_body_bytes=where.whole(table, "max_body_bytes", "[service]", d.max_body_bytes,
+                                   minimum=1024),
         poll_seconds=where.number(table, "poll_seconds", "[service]", d.poll_seconds,
                                   minimum=0.05),
         numbers=tuple((str(k), str(v)) for k, v in numbers.items()),
@@ -355,7 +355,7 @@ def _asterisk_config(path: Path, data: dict[str, object], env: dict[str, str]
     dial = where.string(table, "dial", "[asterisk]") or default.dial
     try:
         usable = "{target}" in dial and dial.format(target="x") != dial
-    except (KeyError, IndexError, ValueError):  # other {fields}, stray braces
+    except (KeyError, IndexError, ValueError, AttributeError):  # other {fields}, {target.x}
         usable = False
     if not usable:
         raise where.fail(f"[asterisk] dial: expected a template with {{target}} and no other "
@@ -435,6 +435,15 @@ class _Where:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
             raise self.fail(f"{where} {key}: expected a number ≥ {minimum:g}, got {value!r}")
         return float(value)
+
+    def whole(self, table: dict[str, object], key: str, where: str, default: int,
+              minimum: int) -> int:
+        """A whole number (``max_calls = 1.5`` is an error, not 1)."""
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(f"{where} {key}: expected a whole number ≥ {minimum}, "
+                            f"got {value!r}")
+        return value
 
     def host_port(self, value: object, where: str, *, port_optional: bool = False
                   ) -> tuple[str, int]:

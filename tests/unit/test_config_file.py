@@ -103,6 +103,8 @@ def test_settings_read_the_file_named_by_ars_config(tmp_path: Path) -> None:
     ("[asterisk]\ndial = \"PJSIP/x\"\n", {}, "[asterisk] dial: expected a template with"),
     ("[asterisk]\ndial = \"PJSIP/{target}@{trunk}\"\n", {},
      "[asterisk] dial: expected a template with"),
+    ("[asterisk]\ndial = \"PJSIP/{target.real}\"\n", {},
+     "[asterisk] dial: expected a template with"),
     ("[asterisk]\nami_secret_env = \"NOPE\"\n", {},
      "[asterisk] ami_secret_env: the environment variable NOPE is not set"),
     ("[asterisk]\nagi_allowed_hosts = []\n", {}, "[asterisk] agi_allowed_hosts: expected"),
