@@ -114,6 +114,9 @@ class Dispatcher:
         self.target = target or config.target or "sip:{national}@127.0.0.1"
         self.numbers = dict(numbers if numbers is not None else config.numbers)
         self.on_event = on_event
+        # called after each of this node's committed writes to its calls (state, lease): an
+        # observer (a test, the console) re-reads the store then instead of polling it
+        self.on_write: Callable[[], None] = lambda: None
         self.stats = DispatcherStats()
         self._running: dict[str, _Running] = {}
         self._secrets: dict[str, list[SecretToken]] = {}
@@ -232,6 +235,8 @@ class Dispatcher:
                 busy.add(call.destination)
                 chosen.append(call)
         self.stats.claimed += len(chosen)
+        if chosen:
+            self.on_write()
         return chosen
 
     def _start(self, call: Call) -> None:
@@ -396,6 +401,7 @@ class Dispatcher:
                 call.not_before = now + timedelta(seconds=retry_in or 0)
                 call.outcome = outcome
                 repo.add_event(s, call, "call.retrying", call_summary(call), now)
+        self.on_write()
         if to_state == QUEUED:
             self.on_event()
         return True
@@ -419,6 +425,7 @@ class Dispatcher:
             log.error("call %s: cannot record the end of the call: %s", call_id, exc)
             return
         self.stats.finished[outcome] = self.stats.finished.get(outcome, 0) + 1
+        self.on_write()
         self.on_event()
 
     def _fail(self, s: AsyncSession, call: Call, now: datetime, outcome: str,
@@ -457,6 +464,7 @@ class Dispatcher:
         async with self.services.store.session() as s, s.begin():
             await repo.renew_leases(s, self.node_id, ids, now + self.lease)
             wanted = await _cancel_requested(s, ids)
+        self.on_write()
         for call_id in wanted:
             self.cancel(call_id)
 
@@ -482,6 +490,7 @@ class Dispatcher:
                 break
         if count:
             self.stats.recovered += count
+            self.on_write()
             self.on_event()
         return count
 

@@ -66,6 +66,8 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # called once a round's results are committed (an observer re-reads the outbox then)
+        self.on_write: Callable[[], None] = lambda: None
         self._http: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -133,6 +135,7 @@ class WebhookSender:
         async with store.session() as s, s.begin():
             for event, result in zip(events, results, strict=True):
                 await self._record(s, event.id, result)
+        self.on_write()
         return len(events)
 
     async def _send(self, event: WebhookEvent) -> SendResult:

@@ -71,9 +71,8 @@ SCENARIOS = {
 }
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CALL_TIMEOUT = 60.0
-# A row's state has no change notification (another node could write it): re-read it this often,
-# bounded by CALL_TIMEOUT.
-ROW_POLL = 0.05
+# Each test's "a dispatcher wrote to its calls" event (Dispatcher.on_write), keyed by Services.
+WRITTEN: dict[int, asyncio.Event] = {}
 
 
 class Clock:
@@ -105,6 +104,7 @@ async def services(store: Store, tmp_path: Path, tone_media: MediaLibrary,
     catalog = ScenarioCatalog.load(scenario_dir, tone_media)
     assert set(catalog.scenarios) == {"code", "consent", "slow"}, catalog.problems
     svc = Services.build(settings, store, catalog, clock=Clock())
+    WRITTEN[id(svc)] = asyncio.Event()
     async with store.session() as s, s.begin():
         s.add(Tenant(id="bank", name="Bank", created_at=T0, disabled=False,
                      allowed_scenarios=None, max_concurrent=10, per_number_limit=100,
@@ -138,16 +138,20 @@ async def _create(services: Services, number: str, scenario: str = "code",
     return str(created.body["id"])
 
 
-async def _wait_state(services: Services, call_id: str, states: tuple[str, ...]) -> Call:
-    """Await the call reaching one of ``states``: the store is the only truth."""
+async def _wait_state(services: Services, call_id: str, states: tuple[str, ...], *,
+                      attempts: int = 0) -> Call:
+    """Await the call reaching one of ``states``: the store is the only truth, re-read after
+    each write a dispatcher of this test reports."""
+    written = WRITTEN[id(services)]
     async with asyncio.timeout(CALL_TIMEOUT):
         while True:
+            written.clear()  # before the read: a write after it wakes the wait below
             async with services.store.session() as s:
                 call = await repo.get_call(s, None, call_id, transitions=True)
             assert call is not None
-            if call.state in states:
+            if call.state in states and call.attempts >= attempts:
                 return call
-            await asyncio.sleep(0.05)
+            await written.wait()
 
 
 async def _events(services: Services, call_id: str) -> list[WebhookEvent]:
@@ -159,8 +163,10 @@ async def _events(services: Services, call_id: str) -> list[WebhookEvent]:
 
 def _dispatcher(services: Services, backend: EmbeddedBackend,
                 numbers: dict[str, str], **kwargs: Any) -> Dispatcher:
-    return Dispatcher(services, backend, numbers=numbers, node_id=kwargs.pop("node", "node-a"),
-                      **kwargs)
+    dispatcher = Dispatcher(services, backend, numbers=numbers,
+                            node_id=kwargs.pop("node", "node-a"), **kwargs)
+    dispatcher.on_write = WRITTEN[id(services)].set
+    return dispatcher
 
 
 async def _one_call(services: Services, backend: Any, phone: Softphone, number: str,
@@ -232,9 +238,7 @@ async def test_busy_is_retried_per_policy_then_fails(
                                                      "interval_seconds": 60})
     await dispatcher.start()
     try:
-        queued = await _wait_state(services, call_id, ("queued",))
-        while queued.attempts < 1:
-            queued = await _wait_state(services, call_id, ("queued",))
+        queued = await _wait_state(services, call_id, ("queued",), attempts=1)
         assert queued.outcome == "busy" and queued.not_before > services.clock()
         assert isinstance(services.clock, Clock)
         services.clock.offset = timedelta(seconds=61)  # the retry interval has passed
@@ -418,16 +422,25 @@ async def test_a_call_outliving_its_lease_while_the_node_drains_is_not_taken_for
     other = _dispatcher(services, backend, {}, node="node-b")
     call_id = await _create(services, number, scenario="slow", params={})
     await dispatcher.start()
+    written = WRITTEN[id(services)]
     try:
-        await _wait_state(services, call_id, ("answered",))
+        answered = await _wait_state(services, call_id, ("answered",))
+        first_lease_end = answered.lease_expires_at
+        assert first_lease_end is not None
         stopping = asyncio.create_task(dispatcher.stop())
-        recovered = 0
-        while not stopping.done():  # 5 s of call > the 3 s lease
-            recovered += await other.recover()
-            await asyncio.sleep(ROW_POLL)
+        recovered, last_check = 0, services.clock()
+        async with asyncio.timeout(CALL_TIMEOUT):
+            while not stopping.done():  # 5 s of call > the 3 s lease: recover at each renewal
+                written.clear()
+                recovered += await other.recover()
+                last_check = services.clock()
+                renewal = asyncio.ensure_future(written.wait())
+                await asyncio.wait([stopping, renewal], return_when=asyncio.FIRST_COMPLETED)
+                renewal.cancel()
         await stopping
     finally:
         await phone.close()
+    assert last_check > first_lease_end  # recovery ran when the first lease alone had lapsed
     async with services.store.session() as s:
         call = await repo.get_call(s, None, call_id)
     assert call is not None

@@ -79,9 +79,6 @@ NUMBER, NUMBER_E164 = "010-1234-0001", "+821012340001"
 TENANT = "bank"
 IDEMPOTENCY_KEY = "order-1-attempt-1"
 CALL_TIMEOUT = 60.0
-# The receiver's event says a webhook arrived; that the sender recorded it has no notification
-# (another node could): re-read the row this often, bounded by CALL_TIMEOUT.
-ROW_POLL = 0.05
 SCENARIO = """
     scenario: verify
     params:
@@ -421,6 +418,8 @@ async def place_call(services: Services, receiver: Receiver, call_id: str,
         async with EmbeddedBackend(SipSettings(answer_timeout=3.0, t1=0.1),
                                    services.recordings_dir / "calls") as backend:
             sender = WebhookSender(services, node_id="node-a")
+            recorded = asyncio.Event()
+            sender.on_write = recorded.set
             dispatcher = Dispatcher(
                 services, backend, node_id="node-a", on_event=sender.wake,
                 numbers={NUMBER_E164: f"sip:qa@{phone.address[0]}:{phone.address[1]}"})
@@ -430,7 +429,7 @@ async def place_call(services: Services, receiver: Receiver, call_id: str,
                 async with asyncio.timeout(CALL_TIMEOUT):
                     await receiver.finished.wait()
                     heard = await phone.reports.get()
-                    await _all_delivered(services.store, call_id)
+                    await _all_delivered(services.store, call_id, recorded)
             finally:
                 await dispatcher.stop()
                 await sender.stop()
@@ -508,15 +507,17 @@ def keep_logs(caplog: pytest.LogCaptureFixture, log_file: Path, call_id: str,
     outputs.add("log file", written)
 
 
-async def _all_delivered(store: Store, call_id: str) -> None:
-    """Return once every webhook event of the call is recorded as delivered."""
+async def _all_delivered(store: Store, call_id: str, recorded: asyncio.Event) -> None:
+    """Return once every webhook event of the call is recorded as delivered: the outbox is
+    re-read after each round the sender commits (``recorded``)."""
     while True:
+        recorded.clear()  # before the read: a round committed after it wakes the wait
         async with store.session() as s:
             statuses = (await s.scalars(select(WebhookEvent.status).where(
                 WebhookEvent.call_id == call_id))).all()
         if statuses and set(statuses) == {DELIVERED}:
             return
-        await asyncio.sleep(ROW_POLL)
+        await recorded.wait()
 
 
 def _params(**changes: str) -> dict[str, Any]:
