@@ -308,13 +308,8 @@ class _TenantRules:
 
 def _replay(s: Session, tenant_id: str, key: str, fingerprint: str,
             now: datetime) -> Created | None:
-    """The first response to (tenant, key), or None; FieldError when the body differs.
-    An expired record is deleted (the key may be used again)."""
-    record = s.get(IdempotencyRecord, (tenant_id, key))
-    if record is not None and record.expires_at <= now:
-        s.delete(record)
-        s.flush()
-        record = None
+    """The first response to (tenant, key), or None; FieldError when the body differs."""
+    record = repo.live_idempotency(s, tenant_id, key, now)
     if record is None:
         return None
     if record.request_hash != fingerprint:

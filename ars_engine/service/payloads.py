@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..store import repo
 from ..store.models import Call, CallTransition, WebhookEvent
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else repo.iso(moment)
 
 
 def call_summary(call: Call) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..store.db import Store
 from .catalog import ScenarioCatalog
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, default_node_id
 from .runtime import Services
 from .tuning import tune_runtime
 from .webhooks import WebhookSender
@@ -49,11 +49,12 @@ async def serve(settings: Settings, media: MediaLibrary,
             catalog.interpreter(interpreter_name).prerender()
         services = Services.build(settings, store, catalog)
         async with backend_factory() as backend:
-            webhooks = WebhookSender(services, node_id=config.node_id or "")
+            node_id = config.node_id or default_node_id()
+            webhooks = WebhookSender(services, node_id=node_id)
             proxy = getattr(getattr(backend, "settings", None), "proxy", None)
             target = config.dial_target(config.backend, proxy[0] if proxy else None)
-            dispatcher = Dispatcher(services, backend, target=target, on_event=webhooks.wake)
-            webhooks.node_id = dispatcher.node_id
+            dispatcher = Dispatcher(services, backend, node_id=node_id, target=target,
+                                    on_event=webhooks.wake)
             services.calls.on_created = dispatcher.wake
             services.calls.on_cancel = dispatcher.cancel
             services.dispatcher, services.webhooks = dispatcher, webhooks

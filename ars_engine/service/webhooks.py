@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -183,7 +183,3 @@ class WebhookSender:
                         event.call_id, result.error, event.attempts + 1,
                         delay.total_seconds())
 
-
-def next_due(events: list[WebhookEvent]) -> datetime | None:
-    """The earliest next attempt among ``events`` (for tests and the console)."""
-    return min((e.next_attempt_at for e in events), default=None)

@@ -273,14 +273,22 @@ def request_fingerprint(key: bytes, body: Any) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-async def get_idempotency(s: AsyncSession, tenant_id: str, key: str,
-                          now: datetime) -> IdempotencyRecord | None:
-    row = await s.get(IdempotencyRecord, (tenant_id, key))
+def live_idempotency(s: Session, tenant_id: str, key: str,
+                     now: datetime) -> IdempotencyRecord | None:
+    """The record of (tenant, key) unless it expired; an expired one is deleted (the key may
+    be used again)."""
+    row = s.get(IdempotencyRecord, (tenant_id, key))
     if row is not None and row.expires_at <= now:
-        await s.delete(row)
-        await s.flush()
+        s.delete(row)
+        s.flush()
         return None
     return row
+
+
+async def get_idempotency(s: AsyncSession, tenant_id: str, key: str,
+                          now: datetime) -> IdempotencyRecord | None:
+    """:func:`live_idempotency` on an async session."""
+    return await s.run_sync(lambda sync: live_idempotency(sync, tenant_id, key, now))
 
 
 # -- webhook outbox --------------------------------------------------------------------------------
@@ -294,7 +302,7 @@ def add_event(s: AsyncSession, call: Call, event_type: str, payload: dict[str, A
     event_id = new_id("evt")
     seq = call.next_event_seq
     call.next_event_seq = seq + 1
-    body = {"id": event_id, "type": event_type, "created_at": _iso(now), "sequence": seq,
+    body = {"id": event_id, "type": event_type, "created_at": iso(now), "sequence": seq,
             "call": payload}
     event = WebhookEvent(id=event_id, call_id=call.id, tenant_id=call.tenant_id, seq=seq,
                          type=event_type, url=call.callback_url,
@@ -333,8 +341,7 @@ async def list_events(s: AsyncSession, tenant_id: str, *, call_id: str | None = 
                                            WebhookEvent.seq.desc()).limit(limit))).all()
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the API and the webhooks write times."""
     return moment.isoformat().replace("+00:00", "Z")
 
-
-iso = _iso
