@@ -121,6 +121,7 @@ class Call(Base):
         Index("ix_calls_due", "state", "not_before", "created_at"),  # due_calls sorts on both
         Index("ix_calls_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_calls_destination_created", "destination", "created_at"),
+        Index("ix_calls_created", "created_at"),  # usage per month, history of all tenants
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -214,3 +215,61 @@ class WebhookEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# operators.role
+ADMIN = "admin"  # every tenant, every page
+TENANT_OPERATOR = "tenant"  # one tenant's calls and usage
+ROLES = (ADMIN, TENANT_OPERATOR)
+
+
+class Operator(Base):
+    """A console user. ``password_hash`` is scrypt (``console.passwords``); a tenant operator
+    sees only ``tenant_id``'s calls and usage, an admin sees all."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True)
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random token; the table keeps only its SHA-256,
+    so a copy of the database opens no session."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# alerts.state
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+class Alert(Base):
+    """One alert condition (``key``: rule and subject, e.g. ``trunk_down:10.0.0.1:5060``), shared
+    by every node so that a condition is announced once. ``notified`` is the state last delivered
+    to the alert webhook; a change of ``state`` not yet ``notified`` is (re)sent."""
+
+    __tablename__ = "alerts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(String(1000))
+    value: Mapped[float | None] = mapped_column(nullable=True)
+    since: Mapped[datetime]  # when the current state began
+    updated_at: Mapped[datetime]
+    notified: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_notify_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
