@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip postgresql
+APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip chromium postgresql
 # command that proves each package is present (same order as APT_PACKAGES)
-APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip
+APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip chromium
 # Packages whose programs are not on PATH: a file that proves each is present (postgresql: the
 # PostgreSQL 15 server the store tests start, tests/pg_peer.py).
 APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl

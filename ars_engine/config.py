@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .config_ops import AlertsConfig, ConsoleConfig, alerts_config, console_config
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Settings:
     sip: SipConfig = field(default_factory=lambda: SipConfig())
     asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
     service: ServiceConfig = field(default_factory=lambda: ServiceConfig())
+    alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())
+    console: ConsoleConfig = field(default_factory=lambda: ConsoleConfig())
     config_file: Path | None = None
 
     @classmethod
@@ -56,6 +59,8 @@ class Settings:
             sip=file_config.sip,
             asterisk=file_config.asterisk,
             service=_service_from_env(file_config.service, env, root),
+            alerts=file_config.alerts,
+            console=file_config.console,
             config_file=config_file,
         )
 
@@ -99,11 +104,12 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 _TRUNK_KEYS = {"proxy", "username", "password_env", "password_file", "from_user", "keepalive",
                "codecs", "answer_timeout"}
 _SIP_KEYS = {"bind", "media_host", "default_trunk", "t1"}
-_TOP_KEYS = {"sip", "trunks", "asterisk", "service", "numbers"}
+_TOP_KEYS = {"sip", "trunks", "asterisk", "service", "numbers", "alerts", "console"}
 _SERVICE_KEYS = {"listen", "database", "database_env", "database_file", "data_dir",
                  "secret_key_env", "secret_key_file", "backend", "trunk", "target", "node_id",
                  "lease_seconds", "max_calls", "calls_per_second", "webhook_max_age_hours",
-                 "retention_days", "max_body_bytes", "poll_seconds"}
+                 "retention_days", "max_body_bytes", "poll_seconds", "log_format"}
+LOG_FORMATS = ("text", "json")
 BACKENDS = ("embedded", "asterisk")
 _ASTERISK_KEYS = {"ami", "ami_username", "ami_secret_env", "ami_secret_file", "ami_auth",
                   "agi_listen", "agi_allowed_hosts", "sounds_dir", "context", "dial",
@@ -200,6 +206,7 @@ class ServiceConfig:
     retention_days: int = 1826  # evidence and recordings: 5 years
     max_body_bytes: int = 64 * 1024
     poll_seconds: float = 1.0  # how often the dispatcher looks for due calls without a wake-up
+    log_format: str = "text"  # "json": one JSON object per line with call_id and tenant
     numbers: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:  # never the key or a database password
@@ -226,6 +233,8 @@ class FileConfig:
     sip: SipConfig = field(default_factory=lambda: SipConfig())
     asterisk: AsteriskConfig = field(default_factory=lambda: AsteriskConfig())
     service: ServiceConfig = field(default_factory=lambda: ServiceConfig())
+    alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())
+    console: ConsoleConfig = field(default_factory=lambda: ConsoleConfig())
 
 
 def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfig:
@@ -235,7 +244,8 @@ def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfi
     data = _read_toml(path)
     _Where(path).unknown(data, _TOP_KEYS, "the top level")
     return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env),
-                      _service_config(path, data, env))
+                      _service_config(path, data, env), alerts_config(_Where(path), data),
+                      console_config(_Where(path), data))
 
 
 def _service_from_env(config: ServiceConfig, env: dict[str, str], root: Path) -> ServiceConfig:
@@ -287,6 +297,10 @@ def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) ->
     for number, uri in numbers.items():
         if not isinstance(uri, str) or not uri.startswith("sip:"):
             raise where.fail(f"[numbers] {number}: expected a sip: URI, got {uri!r}")
+    log_format = where.string(table, "log_format", "[service]") or d.log_format
+    if log_format not in LOG_FORMATS:
+        raise where.fail(f"[service] log_format: expected one of {list(LOG_FORMATS)}, "
+                         f"got {log_format!r}")
     data_dir = Path(where.string(table, "data_dir", "[service]") or d.data_dir)
     if not data_dir.is_absolute() and "data_dir" in table:
         data_dir = path.parent / data_dir
@@ -310,6 +324,7 @@ def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) ->
         poll_seconds=where.number(table, "poll_seconds", "[service]", d.poll_seconds,
                                   minimum=0.05),
         numbers=tuple((str(k), str(v)) for k, v in numbers.items()),
+        log_format=log_format,
     )
 
 

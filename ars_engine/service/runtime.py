@@ -37,6 +37,7 @@ class Services:
     clock: Callable[[], datetime] = utc_now
     dispatcher: Any = None  # service.dispatcher.Dispatcher when calls are placed
     webhooks: Any = None  # service.webhooks.WebhookSender when events are delivered
+    backend: Any = None  # the telephony backend in `serve` (service.health reads its links)
 
     @classmethod
     def build(cls, settings: Settings, store: Store, catalog: ScenarioCatalog, *,

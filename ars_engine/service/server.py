@@ -58,6 +58,7 @@ async def serve(settings: Settings, media: MediaLibrary,
             services.calls.on_created = dispatcher.wake
             services.calls.on_cancel = dispatcher.cancel
             services.dispatcher, services.webhooks = dispatcher, webhooks
+            services.backend = backend
             app = create_app(services)
             tune_runtime()  # everything long-lived is loaded by now
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
