@@ -4,8 +4,10 @@ CLI and the tests: the store, the scenario catalogue, the master key, the call s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,28 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Pulse:
+    """"Something changed in the calls": ``notify()`` wakes every ``wait()`` at once. The
+    console's live page waits on it (woken by this node's writes, and by its own timeout for
+    other nodes' writes)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False when ``timeout`` passed first."""
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+                return True
+        return False
+
+
 @dataclass(slots=True)
 class Services:
     """Everything a request handler needs. ``recordings_dir`` is where calls' recordings and
@@ -38,6 +62,8 @@ class Services:
     dispatcher: Any = None  # service.dispatcher.Dispatcher when calls are placed
     webhooks: Any = None  # service.webhooks.WebhookSender when events are delivered
     backend: Any = None  # the telephony backend in `serve` (service.health reads its links)
+    alerts: Any = None  # service.alerting.AlertMonitor in `serve`
+    changes: Pulse = field(default_factory=Pulse)
 
     @classmethod
     def build(cls, settings: Settings, store: Store, catalog: ScenarioCatalog, *,
