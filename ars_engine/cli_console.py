@@ -119,3 +119,18 @@ def operators_disable(config_path: Path | None, username: str, enable: bool) -> 
 
     _account_errors(lambda: _run(lambda: _with_store(settings, work)))
     click.echo(f"operator {username} {'enabled' if enable else 'disabled'}")
+
+
+@click.group()
+def alerts() -> None:
+    """Alert notifications (docs/alerts.md)."""
+
+
+@alerts.command("secret")
+@CONFIG
+def alerts_secret(config_path: Path | None) -> None:
+    """Print the secret the alert receiver verifies X-ARS-Signature with."""
+    from .cli_service import _master_key
+    from .service.alerting import alert_secret
+
+    click.echo(alert_secret(_master_key(_settings(config_path))))

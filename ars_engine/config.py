@@ -244,7 +244,7 @@ def load_file_config(path: Path, env: dict[str, str] | None = None) -> FileConfi
     data = _read_toml(path)
     _Where(path).unknown(data, _TOP_KEYS, "the top level")
     return FileConfig(_sip_config(path, data, env), _asterisk_config(path, data, env),
-                      _service_config(path, data, env), alerts_config(_Where(path), data),
+                      _service_config(path, data, env), alerts_config(_Where(path), data, env),
                       console_config(_Where(path), data))
 
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from .config import _Where
 
-_ALERTS_KEYS = {"url", "interval_seconds", "answer_rate_min", "answer_window_minutes",
-                "answer_min_calls", "queue_age_seconds", "dead_letter_window_minutes",
-                "retry_seconds"}
+_ALERTS_KEYS = {"url", "url_env", "url_file", "interval_seconds", "answer_rate_min",
+                "answer_window_minutes", "answer_min_calls", "queue_age_seconds",
+                "dead_letter_window_minutes", "retry_seconds"}
 _CONSOLE_KEYS = {"enabled", "session_hours", "secure_cookies"}
 SECURE_COOKIES = ("auto", "always", "never")
 
@@ -53,18 +53,24 @@ class ConsoleConfig:
     secure_cookies: str = "auto"
 
 
-def alerts_config(where: _Where, data: dict[str, object]) -> AlertsConfig:
+def alerts_config(where: _Where, data: dict[str, object], env: dict[str, str]) -> AlertsConfig:
     table = where.table(data, "alerts")
     where.unknown(table, _ALERTS_KEYS, "[alerts]")
     d = AlertsConfig()
     url = where.string(table, "url", "[alerts]")
+    # a gateway URL carrying a token in its query is a secret: name a variable or a file
+    secret_url = where.secret(table, "url_env", "url_file", "[alerts]", env)
+    if url and secret_url:
+        raise where.fail("[alerts]: url and url_env/url_file both given; keep one")
+    url = url or secret_url
     if url is not None:
         try:
             parts = urlsplit(url)
         except ValueError:
             parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise where.fail(f"[alerts] url: expected an http:// or https:// URL, got {url!r}")
+            shown = url if not secret_url else "the URL read from url_env/url_file"
+            raise where.fail(f"[alerts] url: expected an http:// or https:// URL, got {shown!r}")
     rate = where.number(table, "answer_rate_min", "[alerts]", d.answer_rate_min)
     if rate > 1:
         raise where.fail(f"[alerts] answer_rate_min: expected a fraction from 0 to 1, got {rate!r}")
