@@ -26,6 +26,7 @@ from ..errors import (
     RateLimited,
     StoreError,
 )
+from ..service.logs import log_context
 
 log = logging.getLogger("ars_engine.api")
 
@@ -100,18 +101,20 @@ def _request_id(request: web.Request) -> str:
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request an id, turn every error into a problem response, tag the response."""
+    """Give the request an id (also in its log records' ``request_id``), turn every error
+    into a problem response, tag the response."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and the like pass through as they are
-            exc.headers[REQUEST_ID_HEADER] = request_id
-            raise
-        response = _render(exc, request)
-    except Exception as exc:
-        response = _render(exc, request)
+    with log_context(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects and the like pass through as they are
+                exc.headers[REQUEST_ID_HEADER] = request_id
+                raise
+            response = _render(exc, request)
+        except Exception as exc:
+            response = _render(exc, request)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 

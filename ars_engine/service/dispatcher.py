@@ -46,6 +46,7 @@ from ..store.models import (
 )
 from .backoff import RetryPolicy
 from .limits import TokenBucket
+from .logs import log_context
 from .masking import DEFAULT_REGISTRY as SECRETS
 from .masking import SecretToken
 from .payloads import call_summary
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
     from ..scenario.timeline import CallResult
     from ..telephony.outcomes import CallAttempt
+    from .metrics import EngineMetrics
     from .runtime import Services
 
 log = logging.getLogger("ars_engine.dispatcher")
@@ -85,6 +87,7 @@ class _Running:
     dial: asyncio.Task[Any] | None = None
     canceled: bool = False
     ringing: asyncio.Task[bool] | None = None
+    channel: Any = None  # the answered call's Channel until it is closed (RTP metrics)
 
 
 @dataclass(slots=True)
@@ -117,6 +120,8 @@ class Dispatcher:
         # called after each of this node's committed writes to its calls (state, lease): an
         # observer (a test, the console) re-reads the store then instead of polling it
         self.on_write: Callable[[], None] = lambda: None
+        # /metrics: setup times and terminal writes (EngineMetrics.attach sets it)
+        self.metrics: EngineMetrics | None = None
         self.stats = DispatcherStats()
         self._running: dict[str, _Running] = {}
         self._secrets: dict[str, list[SecretToken]] = {}
@@ -158,6 +163,15 @@ class Dispatcher:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def draining(self) -> bool:
+        """True once ``stop()`` began: no new call is taken (``/readyz`` reports not ready)."""
+        return self._stopping
+
+    def live_channels(self) -> list[Any]:
+        """The channels of this node's answered calls that are still open."""
+        return [r.channel for r in self._running.values() if r.channel is not None]
 
     async def idle(self) -> None:
         """Wait until this node runs no call (tests, drain)."""
@@ -209,6 +223,7 @@ class Dispatcher:
         store = self.services.store
         now = self._now()
         chosen: list[Call] = []
+        refused: list[Call] = []
         async with store.session() as s, s.begin():
             rows = await repo.due_calls(s, now, slots * CLAIM_FACTOR,
                                         skip_locked=store.is_postgresql)
@@ -223,6 +238,7 @@ class Dispatcher:
                 tenant = tenants.get(call.tenant_id)
                 if tenant is None or tenant.disabled:
                     self._fail(s, call, now, "failed", "tenant_disabled")
+                    refused.append(call)
                     continue
                 if active.get(tenant.id, 0) >= tenant.max_concurrent or call.destination in busy:
                     continue
@@ -235,6 +251,7 @@ class Dispatcher:
                 busy.add(call.destination)
                 chosen.append(call)
         self.stats.claimed += len(chosen)
+        self._count_finished(refused)
         if chosen:
             self.on_write()
         return chosen
@@ -248,6 +265,10 @@ class Dispatcher:
     # -- one call ----------------------------------------------------------------------------------
 
     async def _run(self, call: Call, running: _Running) -> None:
+        with log_context(call_id=call.id, tenant=call.tenant_id):  # the call's task only
+            await self._run_logged(call, running)
+
+    async def _run_logged(self, call: Call, running: _Running) -> None:
         try:
             await self._place(call, running)
         except asyncio.CancelledError:
@@ -284,11 +305,12 @@ class Dispatcher:
                     self._update(call.id, DIALING, RINGING, reason=f"SIP {status}"))
 
         # a fresh SIP Call-ID / Asterisk channel id per attempt (a retry is a new dialog)
+        started = asyncio.get_running_loop().time()
         running.dial = asyncio.create_task(self.backend.dial(
             target, call_id=f"{call.id}-{call.attempts}", on_progress=progress))
         self.stats.dialed += 1
         try:
-            attempt = await running.dial
+            attempt = await self._dial_result(running.dial, started)
         except asyncio.CancelledError:
             if not running.canceled:
                 raise
@@ -299,7 +321,7 @@ class Dispatcher:
         if attempt.channel is None:
             await self._not_answered(call, attempt)
             return
-        channel = attempt.channel
+        channel = running.channel = attempt.channel
         try:
             if not await self._update(call.id, None, ANSWERED, reason="answered",
                                       answered=True, sip_status=attempt.status):
@@ -308,8 +330,28 @@ class Dispatcher:
             interpreter = services.catalog.interpreter(call.scenario)
             result = await interpreter.run(channel, params, call_id=call.id)
         finally:
-            await channel.close()
+            try:
+                await channel.close()
+            finally:
+                running.channel = None  # with media_ended in one step: counted exactly once
+                if self.metrics is not None:
+                    self.metrics.media_ended(channel)
         await self._finished(call, result)
+
+    async def _dial_result(self, dial: asyncio.Task[Any], started: float) -> CallAttempt:
+        """Await a dial; its setup time (loop clock, from ``started``) is observed whatever the
+        result: the attempt's outcome, ``canceled``, or ``error``."""
+        outcome = "error"
+        try:
+            attempt: CallAttempt = await dial
+            outcome = attempt.outcome.value
+            return attempt
+        except asyncio.CancelledError:
+            outcome = "canceled"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_setup(outcome, asyncio.get_running_loop().time() - started)
 
     async def _await_ringing(self, running: _Running) -> None:
         if running.ringing is not None:
@@ -425,6 +467,8 @@ class Dispatcher:
             log.error("call %s: cannot record the end of the call: %s", call_id, exc)
             return
         self.stats.finished[outcome] = self.stats.finished.get(outcome, 0) + 1
+        if self.metrics is not None:
+            self.metrics.call_finished(state, outcome)
         self.on_write()
         self.on_event()
 
@@ -439,6 +483,12 @@ class Dispatcher:
             if value is not None:
                 setattr(call, name, value)
         repo.add_event(s, call, f"call.{state}", call_summary(call), now)
+
+    def _count_finished(self, calls: Sequence[Call]) -> None:
+        """Count committed terminal writes (``_fail`` outside ``_finish_safely``)."""
+        if self.metrics is not None:
+            for call in calls:
+                self.metrics.call_finished(call.state, call.outcome)
 
     # -- leases and recovery -----------------------------------------------------------------------
 
@@ -485,6 +535,7 @@ class Dispatcher:
                     log.warning("call %s: its node (%s) stopped during the call; failed with "
                                 "reason %s", call.id, call.lease_owner, ENGINE_RESTART)
                     self._fail(s, call, now, "error", ENGINE_RESTART)
+            self._count_finished(calls)
             count += len(calls)
             if len(calls) < 100:
                 break

@@ -30,9 +30,11 @@ from ..errors import ArsError
 from ..store import repo
 from ..store.models import DEAD, DELIVERED, PENDING, WebhookEvent
 from .backoff import webhook_delay
+from .logs import log_context
 from .signing import HEADER, sign
 
 if TYPE_CHECKING:
+    from .metrics import EngineMetrics
     from .runtime import Services
 
 log = logging.getLogger("ars_engine.webhooks")
@@ -68,6 +70,8 @@ class WebhookSender:
         self._task: asyncio.Task[None] | None = None
         # called once a round's results are committed (an observer re-reads the outbox then)
         self.on_write: Callable[[], None] = lambda: None
+        # /metrics: delivery results (EngineMetrics.attach sets it)
+        self.metrics: EngineMetrics | None = None
         self._http: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -132,13 +136,22 @@ class WebhookSender:
         if not events:
             return 0
         results = await asyncio.gather(*(self._send(e) for e in events))
+        recorded: list[str | None] = []
         async with store.session() as s, s.begin():
             for event, result in zip(events, results, strict=True):
-                await self._record(s, event.id, result)
+                with log_context(call_id=event.call_id, tenant=event.tenant_id):
+                    recorded.append(await self._record(s, event.id, result))
+        if self.metrics is not None:  # committed: count them
+            for outcome in filter(None, recorded):
+                self.metrics.webhook_delivery(outcome)
         self.on_write()
         return len(events)
 
     async def _send(self, event: WebhookEvent) -> SendResult:
+        with log_context(call_id=event.call_id, tenant=event.tenant_id):
+            return await self._post(event)
+
+    async def _post(self, event: WebhookEvent) -> SendResult:
         assert self._http is not None
         body = event.body.encode()
         secret = self.services.keys.webhook_secret(event.tenant_id)
@@ -155,13 +168,15 @@ class WebhookSender:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return SendResult(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
 
-    async def _record(self, s: object, event_id: str, result: SendResult) -> None:
+    async def _record(self, s: object, event_id: str, result: SendResult) -> str | None:
+        """Store an attempt's result; what it was (delivered, failed, dead), None when the
+        event was no longer ours to update."""
         from sqlalchemy.ext.asyncio import AsyncSession
 
         assert isinstance(s, AsyncSession)
         event = await s.get(WebhookEvent, event_id, with_for_update=True)
         if event is None or event.status != PENDING:
-            return
+            return None
         now = self.services.clock()
         event.attempts += 1
         event.last_status = result.status
@@ -169,7 +184,7 @@ class WebhookSender:
         if result.ok:
             event.status, event.delivered_at, event.last_error = DELIVERED, now, None
             self.delivered += 1
-            return
+            return "delivered"
         event.last_error = result.error
         delay = timedelta(seconds=webhook_delay(event.attempts, self.rand()))
         if now + delay - event.created_at > self.max_age:
@@ -177,9 +192,9 @@ class WebhookSender:
             self.dead += 1
             log.error("webhook %s for call %s dead after %d attempts: %s", event.id,
                       event.call_id, event.attempts, result.error)
-        else:
-            event.next_attempt_at = now + delay
-            log.warning("webhook %s for call %s: %s; attempt %d in %.0f s", event.id,
-                        event.call_id, result.error, event.attempts + 1,
-                        delay.total_seconds())
+            return "dead"
+        event.next_attempt_at = now + delay
+        log.warning("webhook %s for call %s: %s; attempt %d in %.0f s", event.id,
+                    event.call_id, result.error, event.attempts + 1, delay.total_seconds())
+        return "failed"
 

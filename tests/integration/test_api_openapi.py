@@ -39,15 +39,22 @@ def document() -> dict[str, Any]:
     return openapi_document()
 
 
+# Served beside the API but not part of it: the operator console (HTML, docs/console.md) and the
+# operations endpoints (/healthz, /readyz, /metrics: docs/observability.md).
+NOT_API = ("/console", "/healthz", "/readyz", "/metrics")
+
+
 def routed(app: web.Application) -> set[tuple[str, str]]:
-    """(method, path) of every route; HEAD is aiohttp's automatic twin of each GET."""
+    """(method, path) of every API route; HEAD is aiohttp's automatic twin of each GET."""
     out = set()
     for route in app.router.routes():
         if route.method == "HEAD":
             continue
         info = route.resource.get_info() if route.resource is not None else {}
-        path = info.get("path") or info.get("formatter")
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
         assert path, f"route without a path: {route!r}"
+        if path.startswith(NOT_API):
+            continue
         out.add((route.method.lower(), path))
     return out
 

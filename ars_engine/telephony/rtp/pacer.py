@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import ClassVar, Protocol
 
@@ -72,7 +73,10 @@ class Pacer:
         if self.task is None:
             self.next_tick = self.loop.time() + self.step
             self.phase = 0
-            self.task = self.loop.create_task(self._run(), name="rtp-pacer")
+            # a fresh context: the pacer serves every call, not the one whose task started it
+            # (its log lines must not carry that call's id)
+            self.task = self.loop.create_task(self._run(), name="rtp-pacer",
+                                              context=contextvars.Context())
         smallest = min(len(g) for g in self.groups)
         group = min((g for g in range(PHASES) if len(self.groups[g]) <= smallest + BALANCE_SLACK),
                     key=lambda g: (g - self.phase) % PHASES)
