@@ -14,12 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..service.metrics import EngineMetrics
 from ..service.runtime import Services
 from .auth import AUTH_CACHE, SERVICES, TENANT, TenantCache, auth_middleware
+from .health import METRICS, close_metrics, health_routes
 from .problems import REQUEST_ID, problem_middleware
 from .routes import routes
 
-__all__ = ["AUTH_CACHE", "REQUEST_ID", "SERVICES", "TENANT", "create_app"]
+__all__ = ["AUTH_CACHE", "METRICS", "REQUEST_ID", "SERVICES", "TENANT", "create_app"]
 
 
 def create_app(services: Services) -> web.Application:
@@ -29,13 +31,59 @@ def create_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app[AUTH_CACHE] = TenantCache()
     app.add_routes(routes)
+    app[METRICS] = EngineMetrics(services)  # hooks the dispatcher's and the sender's metrics
+    app.add_routes(health_routes)
+    app.cleanup_ctx.append(close_metrics)
+    if services.settings.console.enabled:
+        from ..console.app import console_app
+
+        app.add_subapp("/console/", console_app(services))
+        app.router.add_get("/console", _to_console)
+    _notify_changes(services)
     app.cleanup_ctx.append(_webhook_sender)
     app.cleanup_ctx.append(_dispatcher)
+    app.cleanup_ctx.append(_alert_monitor)
     return app
+
+
+async def _to_console(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console/")
+
+
+def _notify_changes(services: Services) -> None:
+    """Wake the console's live page on this node's call writes (created, cancel, dispatcher)."""
+    pulse = services.changes
+    created = services.calls.on_created
+    canceled = services.calls.on_cancel
+
+    def on_created() -> None:
+        created()
+        pulse.notify()
+
+    def on_cancel(call_id: str) -> object:
+        result = canceled(call_id)
+        pulse.notify()
+        return result
+
+    services.calls.on_created, services.calls.on_cancel = on_created, on_cancel
+    dispatcher = services.dispatcher
+    if dispatcher is not None:
+        written = dispatcher.on_write
+
+        def on_write() -> None:
+            written()
+            pulse.notify()
+
+        dispatcher.on_write = on_write
 
 
 async def _webhook_sender(app: web.Application) -> AsyncIterator[None]:
     async with _running(app[SERVICES].webhooks):
+        yield
+
+
+async def _alert_monitor(app: web.Application) -> AsyncIterator[None]:
+    async with _running(app[SERVICES].alerts):
         yield
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..store.db import Store
+from .alerting import AlertMonitor
 from .catalog import ScenarioCatalog
 from .dispatcher import Dispatcher, default_node_id
 from .runtime import Services
@@ -37,9 +38,11 @@ async def serve(settings: Settings, media: MediaLibrary,
     """Run until ``stop`` is set or a SIGTERM/SIGINT arrives. ``ready`` gets the API's URL once
     it accepts requests."""
     from ..api.app import create_app
-    from .masking import install
+    from .logs import configure_logging
 
-    install()  # live call secrets are masked in every log line, whatever the code logs
+    # text or JSON lines (with call_id, tenant, request_id); live call secrets are masked in
+    # every log line, whatever the code logs
+    configure_logging(settings.service.log_format)
     config = settings.service
     store = Store(config.database_url)
     try:
@@ -59,6 +62,7 @@ async def serve(settings: Settings, media: MediaLibrary,
             services.calls.on_cancel = dispatcher.cancel
             services.dispatcher, services.webhooks = dispatcher, webhooks
             services.backend = backend
+            services.alerts = AlertMonitor(services, node_id=node_id)
             app = create_app(services)
             tune_runtime()  # everything long-lived is loaded by now
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
