@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip chromium postgresql
+APT_PACKAGES := ffmpeg espeak-ng sox sip-tester baresip chromium postgresql fonts-nanum
 # command that proves each package is present (same order as APT_PACKAGES)
 APT_COMMANDS := ffmpeg espeak-ng sox sipp baresip chromium
 # Packages whose programs are not on PATH: a file that proves each is present (postgresql: the
-# PostgreSQL 15 server the store tests start, tests/pg_peer.py).
-APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl
+# PostgreSQL 15 server the store tests start, tests/pg_peer.py; fonts-nanum: Hangul glyphs, without
+# which Chromium draws the console's Korean as empty boxes in the browser tests' screenshots).
+APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl /usr/share/fonts/truetype/nanum/NanumGothic.ttf
 # Runtime libraries of the Asterisk 22 build the integration tests unpack from ../shared/asterisk
 # (its README); plain Debian libraries, checked with dpkg.
 APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
