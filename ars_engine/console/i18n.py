@@ -92,6 +92,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "flow": ("흐름도", "Flow"),
     "flow_text": ("흐름 (텍스트)", "Flow (text)"),
     "yaml": ("시나리오 YAML", "Scenario YAML"),
+    "yaml_editor": ("시나리오 YAML 편집", "Edit the scenario YAML"),
     "validate": ("검증", "Validate"),
     "valid": ("오류가 없습니다.", "No errors."),
     "errors_found": ("오류 {n}건", "{n} errors"),

@@ -579,6 +579,54 @@ class _Process:
         return self.process.returncode
 
 
+class HookReceiver:
+    """Webhooks of the calls the tests place, received on a loopback HTTP server in a thread
+    (the tests are synchronous); :meth:`wait` blocks on a condition until one matches."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.events: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._changed:
+                    receiver.events.append(json.loads(body))
+                    receiver._changed.notify_all()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait(self, call_id: str, until: Callable[[dict[str, Any]], bool],
+             timeout: float) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next((e["call"] for e in self.events
+                         if e["call"]["id"] == call_id and until(e["call"])), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: found() is not None, timeout):
+                seen = [e["type"] for e in self.events if e["call"]["id"] == call_id]
+                raise AssertionError(f"no matching webhook for {call_id} within {timeout} s "
+                                     f"(events: {seen})")
+            call = found()
+        assert call is not None
+        return dict(call)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class ConsoleServer:
     """A running ``ars-engine serve`` with its tenants, operators and QA softphones."""
@@ -592,6 +640,7 @@ class ConsoleServer:
     config: Path
     data_dir: Path
     log: Path
+    hooks: HookReceiver
     env: dict[str, str] = field(repr=False)
 
     @property
@@ -634,23 +683,16 @@ class ConsoleServer:
                    *, tenant: Tenant | None = None, **fields: Any) -> dict[str, Any]:
         """``POST /v1/calls`` to the softphone named ``phone``; the created call."""
         body = {"scenario": scenario, "to": self.phones[phone].number,
-                "params": dict(params or {}), **fields}
+                "params": dict(params or {}), "callback_url": self.hooks.url, **fields}
         status, created = self.api("POST", "/v1/calls", body, tenant=tenant)
         assert status == 201, (status, created)
         return dict(created)
 
     def wait_call(self, call_id: str, until: Callable[[dict[str, Any]], bool], *,
-                  timeout: float = 60.0, tenant: Tenant | None = None) -> dict[str, Any]:
-        """Re-read ``GET /v1/calls/{id}`` until ``until(call)`` holds (or fail)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status, call = self.api("GET", f"/v1/calls/{call_id}", tenant=tenant)
-            assert status == 200, (status, call)
-            if until(call):
-                return dict(call)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"call {call_id} not there within {timeout} s: {call}")
-            time.sleep(0.2)
+                  timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for a webhook of ``call_id`` whose call satisfies ``until`` (calls placed by
+        :meth:`place_call` report to :attr:`hooks`): the engine's own event, no polling."""
+        return self.hooks.wait(call_id, until, timeout)
 
     def cancel_pending_calls(self) -> list[str]:
         """Cancel every queued, dialing or ringing call of both tenants (answered calls cannot
@@ -745,7 +787,8 @@ def start_console_server(base: Path, phones: Mapping[str, PhoneSpec],
     url = engine.wait_for(r"serving on (http://\S+)", START_TIMEOUT).group(1)
     return ConsoleServer(url=url, tenant=tenant, other_tenant=other, admin=admin,
                          operator=operator, phones=made, config=config,
-                         data_dir=base / "data", log=base / "engine.log", env=env)
+                         data_dir=base / "data", log=base / "engine.log",
+                         hooks=HookReceiver(), env=env)
 
 
 @pytest.fixture(scope="module")
@@ -770,6 +813,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory,
         # (a test that leaves an answered call running pays for it here).
         with contextlib.suppress(Exception):
             server.cancel_pending_calls()
+        server.hooks.close()
     finally:
         for proc in reversed(started):  # the engine first, then the phones
             proc.stop()
