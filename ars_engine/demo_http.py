@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,7 +81,35 @@ async def _create_tenant(settings: Settings) -> str:
         await store.close()
 
 
-async def _run(settings: Settings, media: MediaLibrary, out: Path) -> tuple[list[DemoRow], str]:
+@dataclass(slots=True)
+class Observed:
+    """What the engine's own observability said at the end of the demo."""
+
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)  # /metrics ars_calls
+    ready: str = "?"  # /readyz status
+
+
+async def _observe(url: str) -> Observed:
+    """Scrape ``/metrics`` (parsed with prometheus_client's parser) and read ``/readyz``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seen = Observed()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+        async with http.get(f"{url}/readyz") as resp:
+            seen.ready = (await resp.json()).get("status", "?")
+    for family in text_string_to_metric_families(text):
+        if family.name == "ars_calls":
+            for sample in family.samples:
+                if sample.value:
+                    key = (sample.labels["state"], sample.labels["outcome"] or "-")
+                    seen.calls[key] = int(sample.value)
+    return seen
+
+
+async def _run(settings: Settings, media: MediaLibrary, out: Path
+               ) -> tuple[list[DemoRow], str, Observed]:
     from .service.server import serve
 
     cases = call_cases()
@@ -116,10 +144,11 @@ async def _run(settings: Settings, media: MediaLibrary, out: Path) -> tuple[list
             curl = await _trigger(url, key, rows, receiver, local_core.url,
                                   settings.root / "scenarios")
             await _collect(url, key, rows, receiver)
+            observed = await _observe(url)
         finally:
             stop.set()
             await server
-    return rows, curl
+    return rows, curl, observed
 
 
 async def _trigger(url: str, key: str, rows: list[DemoRow], receiver: WebhookReceiver,
@@ -171,7 +200,7 @@ def run_demo_http(settings: Settings, media: MediaLibrary, out: Path) -> bool:
     """Run the HTTP demo and print its table; True when every call ended as expected."""
     started = time.perf_counter()
     media.render_all()
-    rows, curl = asyncio.run(_run(settings, media, out))
+    rows, curl, observed = asyncio.run(_run(settings, media, out))
     click.echo("\nthe first request, as curl would send it:\n" + curl + "\n")
     header = (f"{'case':<22} {'to':<15} {'call':<29} {'state':<9} {'outcome':<14} "
               f"{'expected':<10} {'ok':<3} webhooks")
@@ -185,7 +214,17 @@ def run_demo_http(settings: Settings, media: MediaLibrary, out: Path) -> bool:
                    f"{'✓' if ok else '✗':<3} {row.webhooks} signed, verified"
                    + (f"  evidence {row.evidence}" if row.evidence else "")
                    + (f"  error: {row.error}" if row.error else ""))
+    table: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row.call_id:
+            table[(row.state, row.outcome)] = table.get((row.state, row.outcome), 0) + 1
+    agrees = observed.calls == table
+    shown = ", ".join(f"{state}/{outcome} {n}" for (state, outcome), n in sorted(observed.calls
+                                                                                   .items()))
+    click.echo(f"\n/metrics ars_calls: {shown or 'nothing'} "
+               f"({'matches the table' if agrees else 'DIFFERS from the table'}); "
+               f"/readyz: {observed.ready}")
     click.echo(f"\n{len(rows)} calls over HTTP: {len(rows) - failures} as expected, {failures} "
                f"unexpected ({time.perf_counter() - started:.1f} s); evidence and recordings "
                f"under {out}")
-    return failures == 0
+    return failures == 0 and agrees

@@ -10,6 +10,7 @@ language; nothing a request sent is echoed into a log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -47,6 +48,7 @@ THROTTLE_WINDOW = 300.0  # … within this many seconds, before sign-in is refus
 SERVICES = web.AppKey("console_services", Services)
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 CSRF_KEY = web.AppKey("console_csrf_key", bytes)
+CLOSING = web.AppKey("console_closing", asyncio.Event)  # set at shutdown: live streams end
 OPERATOR = web.RequestKey("operator", Operator)
 SESSION_HASH = web.RequestKey("session_hash", str)
 LANG = web.RequestKey("lang", str)
@@ -97,11 +99,20 @@ def console_app(services: Services) -> web.Application:
     app[CSRF_KEY] = services.keys.derive("console/csrf")
     app[THROTTLE] = LoginThrottle()
     app[SIM_AUDIO] = OrderedDict()
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_end_live_streams)
     app.add_routes(session_routes)
     app.add_routes(call_routes)
     app.add_routes(ops_routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
+
+
+async def _end_live_streams(app: web.Application) -> None:
+    """Shutdown: end every open live stream now (otherwise the server waits for them to close
+    for its whole shutdown timeout, a minute)."""
+    app[CLOSING].set()
+    app[SERVICES].changes.notify()
 
 
 def _environment() -> jinja2.Environment:

@@ -98,15 +98,12 @@ async def tenants(s: AsyncSession) -> Sequence[Tenant]:
     return (await s.scalars(select(Tenant).order_by(Tenant.id))).all()
 
 
-async def distinct_values(s: AsyncSession, tenant_id: str | None) -> tuple[list[str], list[str]]:
-    """Outcomes and scenarios seen in the calls (for the history filters)."""
-    outcomes = select(Call.outcome).where(Call.outcome.is_not(None)).distinct()
-    scenarios = select(Call.scenario).distinct()
+async def distinct_outcomes(s: AsyncSession, tenant_id: str | None) -> list[str]:
+    """Outcomes seen in the calls (for the history filter; read from ix_calls_state_outcome)."""
+    query = select(Call.outcome).where(Call.outcome.is_not(None)).distinct()
     if tenant_id is not None:
-        outcomes = outcomes.where(Call.tenant_id == tenant_id)
-        scenarios = scenarios.where(Call.tenant_id == tenant_id)
-    return (sorted(o for o in (await s.scalars(outcomes.limit(100))).all() if o),
-            sorted((await s.scalars(scenarios.limit(200))).all()))
+        query = query.where(Call.tenant_id == tenant_id)
+    return sorted(o for o in (await s.scalars(query.limit(100))).all() if o)
 
 
 async def alerts(s: AsyncSession) -> Sequence[Alert]:

@@ -17,6 +17,7 @@ from ..service.usage import mask_destination
 from ..store.models import STATES, Call
 from . import accounts
 from .app import (
+    CLOSING,
     LANG,
     OPERATOR,
     SERVICES,
@@ -25,7 +26,14 @@ from .app import (
     tenant_scope,
 )
 from .i18n import state_name, translate
-from .queries import HistoryFilter, call_story, distinct_values, live_calls, search_calls, tenants
+from .queries import (
+    HistoryFilter,
+    call_story,
+    distinct_outcomes,
+    live_calls,
+    search_calls,
+    tenants,
+)
 
 log = logging.getLogger("ars_engine.console")
 routes = web.RouteTableDef()
@@ -72,8 +80,9 @@ async def live_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     last: dict[str, Any] | None = None
     quiet = 0.0
+    closing = request.app[CLOSING]
     try:
-        while True:
+        while not closing.is_set():
             async with services.store.session() as s, s.begin():
                 alive = await accounts.session_operator(s, token, now=services.clock())
             if alive is None:
@@ -118,11 +127,12 @@ async def history(request: web.Request) -> web.Response:
             cursor=q.get("cursor") or None)
         async with services.store.session() as s, s.begin():
             rows, cursor = await search_calls(s, scope, f)
-            outcomes, scenarios = await distinct_values(s, scope)
+            outcomes = await distinct_outcomes(s, scope)
             tenant_list = await tenants(s) if request[OPERATOR].role == "admin" else []
     except FieldError as exc:
-        error, rows, cursor, outcomes, scenarios, tenant_list = str(exc), [], None, [], [], []
+        error, rows, cursor, outcomes, tenant_list = str(exc), [], None, [], []
         f = HistoryFilter()
+    scenarios = sorted(services.catalog.scenarios)
     next_query = None
     if cursor:
         params = {k: v for k, v in q.items() if k != "cursor"}

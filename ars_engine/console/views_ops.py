@@ -189,8 +189,7 @@ async def usage_page(request: web.Request) -> web.Response:
         days = await usage.daily_rates(s, start, end, scope)
         tenants = await list_tenants(s) if request[OPERATOR].role == "admin" else []
     lang = request[LANG]
-    labels = [d.day.strftime("%m-%d") if hasattr(d.day, "strftime") else str(d.day)[5:]
-              for d in days]
+    labels = [d.day.strftime("%m-%d") for d in days]
     chart = line_chart_svg(
         [Series(translate(lang, "answer_rate"), [d.answer_rate for d in days]),
          Series(translate(lang, "success_rate"), [d.success_rate for d in days])],

@@ -5,6 +5,7 @@ in Chromium; these check the rules a browser cannot see."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -458,3 +459,18 @@ async def test_the_simulator_plays_what_the_callee_hears(console: Console) -> No
         body = await wav.read()
         assert wav.headers["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
         assert len(body) > 8000  # more than half a second of 8 kHz 16-bit audio
+
+
+async def test_shutdown_ends_open_live_streams(console: Console) -> None:
+    """An operator's open live page must not hold the engine's shutdown for the server's
+    whole shutdown timeout (a minute): the stream ends when the app shuts down."""
+    async with console.client() as client:
+        await sign_in(client, "root")
+        response = await client.get("/console/live/events")
+        assert (await response.content.readline()).startswith(b"event: calls")
+        closing = asyncio.create_task(console.server.close())
+        async with asyncio.timeout(20):  # far below the 60 s the server would wait
+            while await response.content.readline():
+                pass  # the rest of the event, then the end of the stream
+            await closing
+        assert response.content.at_eof()

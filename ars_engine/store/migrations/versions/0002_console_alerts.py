@@ -59,11 +59,14 @@ def upgrade() -> None:
     # usage per month and the console's history across tenants read calls by creation time
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.create_index('ix_calls_created', ['created_at'], unique=False)
+        # /metrics counts calls by state and outcome at every scrape: from the index alone
+        batch_op.create_index('ix_calls_state_outcome', ['state', 'outcome'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('calls', schema=None) as batch_op:
+        batch_op.drop_index('ix_calls_state_outcome')
         batch_op.drop_index('ix_calls_created')
     with op.batch_alter_table('console_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_console_sessions_operator_id'))
