@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/bench_dtmf_reaction.py
 	$(BIN)/python bench/bench_ami_parse.py
 	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_console.py
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis
