@@ -207,17 +207,7 @@ async def _run(scenario: Scenario, media: MediaLibrary, params: dict[str, str],
 
 def event_text(event: TimelineEvent) -> str:
     """One timeline event as text: ``ask_key: key 5``, ``welcome: ▶ 안녕하세요…``."""
-    d = event.detail
-    if event.kind == "prompt_started":
-        what = f"▶ {d.get('text', '')}"
-    elif event.kind == "prompt_ended":
-        how = "interrupted by a key" if d.get("interrupted") else "ended"
-        what = f"■ prompt {how} after {d.get('played_ms', 0)} ms"
-    elif event.kind == "key":
-        what = f"key {d.get('key')}"
-    else:
-        rest = " ".join(f"{k}={v}" for k, v in d.items())
-        what = f"{event.kind} {rest}".rstrip()
+    what = event.what()
     return f"{event.step}: {what}" if event.step else what
 
 

@@ -21,6 +21,10 @@ class TimelineEvent:
 
     def describe(self) -> str:
         """One readable line: '  1.234s  ask         key 5'."""
+        return f"{self.t_ms / 1000:8.3f}s  {self.step:<16} {self.what()}"
+
+    def what(self) -> str:
+        """What happened, without time or step: '▶ 안녕하세요…', 'key 5'."""
         d = self.detail
         if self.kind == "prompt_started":
             text = f"▶ {d.get('text', '')}"
@@ -32,7 +36,7 @@ class TimelineEvent:
         else:
             rest = " ".join(f"{k}={v}" for k, v in d.items())
             text = f"{self.kind} {rest}".rstrip()
-        return f"{self.t_ms / 1000:8.3f}s  {self.step:<16} {text}"
+        return text
 
 
 @dataclass(slots=True)

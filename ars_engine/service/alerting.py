@@ -48,6 +48,7 @@ from .alerts import (
 )
 from .health import backend_health
 from .signing import HEADER, sign
+from .tasks import finish_round
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -160,17 +161,9 @@ class AlertMonitor:
     async def stop(self) -> None:
         """Finish the round in progress (bounded), stop the watchers, close the client."""
         if self._task is not None:
-            # Let the round finish: a task cancelled inside a SQLite statement leaves the
-            # database write-locked until the statement is garbage-collected.
             self._stopping = True
             self._wake.set()
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT + 1):
-                    await asyncio.shield(self._task)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await finish_round(self._task, SEND_TIMEOUT + 1)
             self._task = None
         watchers, self._watchers = self._watchers, []
         for task in watchers:

@@ -52,6 +52,7 @@ from .masking import SecretToken
 from .payloads import call_summary
 from .policy import DestinationRules, check_destination
 from .seal import SealError, unseal
+from .tasks import cancel_and_wait, finish_round
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -147,14 +148,14 @@ class Dispatcher:
         if not self._tasks:
             return  # never started
         claim, heartbeat = self._tasks  # the heartbeat keeps our leases alive while we drain
-        await _finish(claim)
+        await finish_round(claim, STOP_GRACE)
         running = [r.task for r in self._running.values() if r.task is not None]
         if running:
             _done, pending = await asyncio.wait(running, timeout=drain)
             for task in pending:
-                await _cancel(task)
+                await cancel_and_wait(task)
         self._halt.set()
-        await _finish(heartbeat)
+        await finish_round(heartbeat, STOP_GRACE)
         self._tasks = []
 
     def wake(self) -> None:
@@ -547,22 +548,6 @@ class Dispatcher:
 
 
 STOP_GRACE = 15.0  # seconds a loop gets to finish its round before it is cancelled
-
-
-async def _finish(task: asyncio.Task[None]) -> None:
-    """Let a loop that was told to stop end its round: a task cancelled in the middle of a
-    SQLite statement leaves the database write-locked until the statement is collected."""
-    try:
-        async with asyncio.timeout(STOP_GRACE):
-            await asyncio.shield(task)
-    except TimeoutError:
-        await _cancel(task)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _cancel_requested(s: AsyncSession, ids: Sequence[str]) -> list[str]:

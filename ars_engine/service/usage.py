@@ -49,16 +49,13 @@ SETTLEMENT_FIELDS = ("call_id", "tenant_id", "reference", "scenario", "destinati
                      "outcome", "attempts", "billable", "verified")
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One tenant's month."""
+class _Rates:
+    """Answer and success rates over the calls counted (None when there are none)."""
 
-    tenant_id: str
-    tenant_name: str
+    __slots__ = ()
     calls: int
     answered: int
     verified: int
-    billable: int
 
     @property
     def answer_rate(self) -> float | None:
@@ -67,6 +64,18 @@ class UsageRow:
     @property
     def success_rate(self) -> float | None:
         return self.verified / self.calls if self.calls else None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow(_Rates):
+    """One tenant's month."""
+
+    tenant_id: str
+    tenant_name: str
+    calls: int
+    answered: int
+    verified: int
+    billable: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +99,13 @@ class SettlementRow:
 
 
 @dataclass(frozen=True, slots=True)
-class DayRates:
+class DayRates(_Rates):
     """One UTC day: counts of the calls created that day, and their rates."""
 
     day: date
     calls: int
     answered: int
     verified: int
-
-    @property
-    def answer_rate(self) -> float | None:
-        return self.answered / self.calls if self.calls else None
-
-    @property
-    def success_rate(self) -> float | None:
-        return self.verified / self.calls if self.calls else None
 
 
 # -- months -----------------------------------------------------------------------------------

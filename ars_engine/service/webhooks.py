@@ -32,6 +32,7 @@ from ..store.models import DEAD, DELIVERED, PENDING, WebhookEvent
 from .backoff import webhook_delay
 from .logs import log_context
 from .signing import HEADER, sign
+from .tasks import finish_round
 
 if TYPE_CHECKING:
     from .metrics import EngineMetrics
@@ -88,17 +89,9 @@ class WebhookSender:
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Let the loop finish its round: a task cancelled inside a SQLite statement leaves
-            # the database write-locked until the statement is garbage-collected.
             self._stopping = True
             self._wake.set()
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT + 1):
-                    await asyncio.shield(self._task)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await finish_round(self._task, SEND_TIMEOUT + 1)
             self._task = None
         if self._http is not None:
             await self._http.close()
