@@ -10,9 +10,8 @@
   signed like the webhooks (``X-ARS-Signature: t=…,v1=…``, service/signing.py) with a secret
   derived from the master key (:func:`alert_secret`). 2xx: delivered; anything else is retried
   after ``retry_seconds``.
-- When: every ``interval_seconds``, at once when the trunk's keepalive status changes or the AMI
-  logs in again, and when a retry falls due. The AMI client has no event for going down: that is
-  seen at the next interval.
+- When: every ``interval_seconds``, at once when the trunk's keepalive status or the AMI
+  connection's state changes (``AmiClient.state_changed``), and when a retry falls due.
 - Without ``url``: evaluated, stored and logged; nothing is sent.
 """
 
@@ -186,7 +185,11 @@ class AlertMonitor:
             self.wake()
 
     async def _watch_ami(self, ami: Any) -> None:
-        while True:
+        changed = getattr(ami, "state_changed", None)
+        if isinstance(changed, asyncio.Event):  # AmiClient: every change, down as well as up
+            await self._watch_trunk(changed)
+            return
+        while True:  # a client without the event: at least its return is seen at once
             await self._ami_down.wait()
             self._ami_down.clear()
             try:

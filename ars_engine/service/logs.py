@@ -126,4 +126,6 @@ def configure_logging(fmt: str = "text", level: int | str | None = None, *,
     install(target)
     if level is not None:
         target.setLevel(level.upper() if isinstance(level, str) else level)
+    # Alembic announces each of its autogenerate plugins at INFO on every start: noise
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return target

@@ -412,3 +412,35 @@ async def test_ami_down_fires_and_its_reconnect_wakes_the_monitor(
     finally:
         await monitor.stop()
     assert receiver.announced() == {("ami_down", FIRING): 1, ("ami_down", RESOLVED): 1}
+
+
+class WatchedAmi(FakeAmi):
+    """An AMI client that, as AmiClient does, sets ``state_changed`` at every change."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state_changed = asyncio.Event()
+
+    def move(self, state: str) -> None:
+        self.state = self.State(state)
+        self.state_changed.set()
+
+
+async def test_the_ami_going_down_wakes_the_monitor_at_once(
+        store: Store, receiver: AlertReceiver, tmp_path: Path) -> None:
+    services = make_services(store, tmp_path, receiver.url)  # interval 60 s: only a wake helps
+    ami = WatchedAmi("connected")
+    services.backend = FakeAsteriskBackend(ami)
+    monitor = AlertMonitor(services, node_id="node-a")
+    results = listen(monitor)
+    await monitor.start()
+    try:
+        ami.move("reconnecting")  # long before the next interval
+        fired = await next_result(results)
+        assert (fired.notification.key, fired.notification.state) == ("ami_down", FIRING)
+        ami.move("connected")
+        resolved = await next_result(results)
+        assert (resolved.notification.key, resolved.notification.state) == ("ami_down", RESOLVED)
+    finally:
+        await monitor.stop()
+    assert receiver.announced() == {("ami_down", FIRING): 1, ("ami_down", RESOLVED): 1}

@@ -394,6 +394,14 @@ async def lose_connection(ami: AmiClient, peer: ScriptedAmi) -> None:
         await pending
 
 
+async def test_state_changed_is_set_when_the_connection_is_lost(peer: ScriptedAmi) -> None:
+    async with AmiClient(peer.settings(reconnect_min=WAIT, reconnect_max=WAIT)) as ami:
+        assert ami.state is AmiState.CONNECTED
+        ami.state_changed.clear()  # an observer has read the state
+        await lose_connection(ami, peer)
+        assert ami.state_changed.is_set() and ami.state is AmiState.RECONNECTING
+
+
 async def test_action_while_reconnecting_fails_at_once(peer: ScriptedAmi) -> None:
     async with AmiClient(peer.settings(reconnect_min=WAIT, reconnect_max=WAIT)) as ami:
         await lose_connection(ami, peer)

@@ -346,6 +346,8 @@ class AmiClient:
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()  # set on CONNECTED or CLOSED (wait_connected)
+        # set at every change of `state`; an observer (health alerts) clears it and re-reads
+        self.state_changed = asyncio.Event()
         self._subscriptions: list[EventSubscription] = []
         self._by_action: dict[str, OriginateHandle] = {}
         self._by_channel: dict[str, OriginateHandle] = {}
@@ -370,6 +372,7 @@ class AmiClient:
             return
         log.debug("AMI %s: %s → %s", self.settings.address, self._state.value, state.value)
         self._state = state
+        self.state_changed.set()
         if state in (AmiState.CONNECTED, AmiState.CLOSED):
             self._wake.set()
         else:
