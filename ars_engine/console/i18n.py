@@ -94,6 +94,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "flow_text": ("흐름 (텍스트)", "Flow (text)"),
     "yaml": ("시나리오 YAML", "Scenario YAML"),
     "yaml_editor": ("시나리오 YAML 편집", "Edit the scenario YAML"),
+    "as_edited": ("편집한 내용 기준", "as edited"),
     "validate": ("검증", "Validate"),
     "valid": ("오류가 없습니다.", "No errors."),
     "errors_found": ("오류 {n}건", "{n} error(s)"),
