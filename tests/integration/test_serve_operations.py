@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,27 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     finally:
         assert hook.runner is not None
         await hook.runner.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``serve`` configures the root logger (its handlers get the secret scrubber). pytest keeps
+    one capture handler for the whole session, so undo that for the tests that follow (the
+    secrets test checks what the code logs before any scrubbing)."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    filters = {handler: list(handler.filters) for handler in handlers}
+    level = root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in filters:
+                root.removeHandler(handler)
+        for handler, kept in filters.items():
+            handler.filters[:] = kept
+        root.setLevel(level)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.NOTSET)
 
 
 async def ready_and_trunk(http: aiohttp.ClientSession, url: str) -> tuple[int, Any, float]:
