@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -46,8 +45,8 @@ from .alerts import (
     settle,
 )
 from .health import backend_health
-from .signing import HEADER, sign
 from .tasks import finish_round
+from .webhooks import SEND_TIMEOUT, post_signed, signing_client
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ars_engine.alerts")
 USER_AGENT = "ars-engine-alerts/1"
-SEND_TIMEOUT = 10.0
 CLAIM = timedelta(seconds=SEND_TIMEOUT + 5)  # > SEND_TIMEOUT: a node that died mid-POST frees it
 _RECORD_FIELDS = tuple(f.name for f in fields(AlertRecord))
 
@@ -139,9 +137,7 @@ class AlertMonitor:
         """The HTTP client alone (``start()`` opens it too): enough for :meth:`run_once`
         rounds driven by the caller; ``stop()`` closes it."""
         if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
-                headers={"User-Agent": USER_AGENT})
+            self._http = signing_client(USER_AGENT)
 
     async def start(self) -> None:
         """Open the client, watch the backend's links, and run a round now and then."""
@@ -302,17 +298,9 @@ class AlertMonitor:
             "value": notification.value, "since": iso(notification.since),
             "node": self.node_id, "sent_at": iso(self.clock()),
         }, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   HEADER: sign(self.secret, body, int(time.time()))}
-        try:
-            async with self._http.post(url, data=body, headers=headers,
-                                       allow_redirects=False) as response:
-                await response.read()
-                if 200 <= response.status < 300:
-                    return response.status, None
-                return response.status, f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return None, _redact(f"{type(exc).__name__}: {str(exc)[:200]}", url)
+        result = await post_signed(self._http, url, body, self.secret,
+                                   {"Content-Type": "application/json; charset=utf-8"})
+        return result.status, None if result.ok else _redact(result.error or "", url)
 
 
 def _redact(text: str, url: str) -> str:

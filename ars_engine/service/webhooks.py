@@ -51,6 +51,30 @@ class SendResult:
     error: str | None
 
 
+def signing_client(user_agent: str) -> aiohttp.ClientSession:
+    """The HTTP client of a signed-notification sender (webhooks, alerts): one request at most
+    ``SEND_TIMEOUT`` seconds."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
+                                 headers={"User-Agent": user_agent})
+
+
+async def post_signed(http: aiohttp.ClientSession, url: str, body: bytes, secret: str,
+                      headers: dict[str, str] | None = None) -> SendResult:
+    """POST ``body`` (JSON) with its ``X-ARS-Signature``; any 2xx is a delivery. Redirects are
+    not followed (a signed body goes where it was addressed, nowhere else); a transport error
+    becomes the result's ``error``, never an exception."""
+    sent = {"Content-Type": "application/json",
+            HEADER: sign(secret, body, int(time.time())), **(headers or {})}
+    try:
+        async with http.post(url, data=body, headers=sent, allow_redirects=False) as response:
+            await response.read()
+            if 200 <= response.status < 300:
+                return SendResult(True, response.status, None)
+            return SendResult(False, response.status, f"HTTP {response.status}")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return SendResult(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 class WebhookSender:
     """Delivers due events; ``wake()`` after committing new ones. ``start()`` / ``stop()``."""
 
@@ -79,9 +103,7 @@ class WebhookSender:
         """The HTTP client alone (``start()`` opens it too): enough for :meth:`run_once`
         rounds driven by the caller; ``stop()`` closes it."""
         if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
-                headers={"User-Agent": USER_AGENT})
+            self._http = signing_client(USER_AGENT)
 
     async def start(self) -> None:
         await self.open()
@@ -146,20 +168,9 @@ class WebhookSender:
 
     async def _post(self, event: WebhookEvent) -> SendResult:
         assert self._http is not None
-        body = event.body.encode()
-        secret = self.services.keys.webhook_secret(event.tenant_id)
-        headers = {"Content-Type": "application/json",
-                   HEADER: sign(secret, body, int(time.time())),
-                   "X-ARS-Event-Id": event.id, "X-ARS-Event-Type": event.type}
-        try:
-            async with self._http.post(event.url, data=body, headers=headers,
-                                       allow_redirects=False) as response:
-                await response.read()
-                if 200 <= response.status < 300:
-                    return SendResult(True, response.status, None)
-                return SendResult(False, response.status, f"HTTP {response.status}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return SendResult(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+        return await post_signed(self._http, event.url, event.body.encode(),
+                                 self.services.keys.webhook_secret(event.tenant_id),
+                                 {"X-ARS-Event-Id": event.id, "X-ARS-Event-Type": event.type})
 
     async def _record(self, s: object, event_id: str, result: SendResult) -> str | None:
         """Store an attempt's result; what it was (delivered, failed, dead), None when the
