@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -17,27 +17,18 @@ from ..service.signing import HEADER, SignatureError, verify
 TERMINAL_EVENTS = ("call.finished", "call.failed", "call.canceled")
 
 
-class WebhookReceiver:
-    """Listens on 127.0.0.1:``port`` (0: a free one) at ``path``; see the module docstring."""
+class LoopbackEndpoint:
+    """One POST route on 127.0.0.1:``port`` (0: a free one, then kept, so ``stop()`` and
+    ``start()`` again refuse and serve at the same URL). Subclasses answer in ``_receive``."""
 
-    def __init__(self, secret: str, *, port: int = 0, path: str = "/webhooks") -> None:
-        self.secret = secret
+    def __init__(self, route: str, *, port: int = 0) -> None:
+        self.route = route
         self.port = port
-        self.path = path
-        self.events: dict[str, dict[str, Any]] = {}  # event id → first accepted body
-        self.deliveries = 0  # requests received, duplicates and bad signatures included
-        self.bad_signatures = 0
-        self.changed = asyncio.Event()  # set at each new event
-        self._done: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post(self.path, self._receive)
+        app.router.add_post(self.route, self._receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -48,12 +39,33 @@ class WebhookReceiver:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> WebhookReceiver:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+
+class WebhookReceiver(LoopbackEndpoint):
+    """Listens on 127.0.0.1:``port`` (0: a free one) at ``path``; see the module docstring."""
+
+    def __init__(self, secret: str, *, port: int = 0, path: str = "/webhooks") -> None:
+        super().__init__(path, port=port)
+        self.secret = secret
+        self.path = path
+        self.events: dict[str, dict[str, Any]] = {}  # event id → first accepted body
+        self.deliveries = 0  # requests received, duplicates and bad signatures included
+        self.bad_signatures = 0
+        self.changed = asyncio.Event()  # set at each new event
+        self._done: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def terminal(self, call_id: str) -> asyncio.Future[dict[str, Any]]:
         """Resolves with the call's first terminal event (finished, failed, canceled)."""

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from ars_engine.config import Settings
 from ars_engine.config_ops import AlertsConfig
+from ars_engine.qa.receiver import LoopbackEndpoint
 from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour
 from ars_engine.service import signing
 from ars_engine.service.alerting import AlertMonitor, NotifyResult, alert_secret, list_alerts
@@ -62,33 +63,19 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-class AlertReceiver:
+class AlertReceiver(LoopbackEndpoint):
     """An SMS gateway stand-in on 127.0.0.1: verifies ``X-ARS-Signature`` (401 otherwise) and
     keeps each accepted body. ``stop()``/``start()`` keep the port."""
 
     def __init__(self, secret: str) -> None:
+        super().__init__("/sms")
         self.secret = secret
-        self.port = 0
         self.bodies: list[dict[str, Any]] = []
         self.rejected: list[str] = []
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/sms?token=gateway-token"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/sms", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def announced(self) -> Counter[tuple[str, str]]:
         """(alert key, state) → how many times it was delivered."""

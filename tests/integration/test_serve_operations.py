@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ars_engine.config import Settings
 from ars_engine.config_ops import AlertsConfig
 from ars_engine.media.library import MediaLibrary
+from ars_engine.qa.receiver import LoopbackEndpoint
 from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour
 from ars_engine.service import signing
 from ars_engine.service.alerting import alert_secret
@@ -34,22 +35,17 @@ T1 = 0.02  # SIP T1 of the engine and the fake trunk: Timer F = 64·T1 = 1.28 s
 WAIT = 15.0  # seconds a test awaits an event before failing
 
 
-class Gateway:
+class Gateway(LoopbackEndpoint):
     """An SMS gateway stand-in: verifies the signature, queues each alert body."""
 
     def __init__(self, secret: str) -> None:
+        super().__init__("/sms")
         self.secret = secret
         self.bodies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/sms", self._receive)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/sms"
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/sms"
 
     async def _receive(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -73,8 +69,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     try:
         yield hook
     finally:
-        assert hook.runner is not None
-        await hook.runner.cleanup()
+        await hook.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ars_engine.config import Settings
+from ars_engine.qa.receiver import LoopbackEndpoint
 from ars_engine.service import signing
 from ars_engine.service.backoff import webhook_delay
 from ars_engine.service.catalog import ScenarioCatalog
@@ -65,7 +66,7 @@ class Delivery:
     raw: bytes
 
 
-class Receiver:
+class Receiver(LoopbackEndpoint):
     """A verification service on 127.0.0.1: ``POST /hooks/<tenant>`` verifies the signature with
     that tenant's secret (401 otherwise), de-duplicates by the body's ``id`` and answers 200.
     ``answer`` makes it answer something else to every signed request; ``fail[event_id]`` makes
@@ -73,6 +74,7 @@ class Receiver:
     stopped receiver refuses connections at the URL the events carry."""
 
     def __init__(self, secrets: Mapping[str, str]) -> None:
+        super().__init__("/hooks/{tenant}")
         self.secrets = dict(secrets)
         self.answer = 200
         self.fail: dict[str, float] = {}
@@ -81,25 +83,10 @@ class Receiver:
         self.bodies: dict[str, dict[str, Any]] = {}  # event id → first accepted body
         self.order: list[str] = []  # event ids in first-accepted order
         self.rejected: list[tuple[str, str]] = []  # (tenant, SignatureError.reason)
-        self.port = 0
         self._arrived: dict[str, asyncio.Event] = {}
-        self._runner: web.AppRunner | None = None
 
     def url(self, tenant: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{tenant}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hooks/{tenant}", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def arrived(self, event_id: str) -> asyncio.Event:
         """Set when ``event_id`` is first accepted."""
@@ -114,7 +101,7 @@ class Receiver:
         return [self.bodies[i]["sequence"] for i in self.order
                 if self.bodies[i]["call"]["id"] == call_id]
 
-    async def _hook(self, request: web.Request) -> web.Response:
+    async def _receive(self, request: web.Request) -> web.Response:
         tenant = request.match_info["tenant"]
         raw = await request.read()
         try:
