@@ -316,8 +316,10 @@ def test_fails_on_purpose(page):
 
 
 def test_reaches_off_loopback(page):
-    page.set_content('<html lang=en><title>x</title><img alt=x src="https://cdn.example/a.png">')
-    page.wait_for_timeout(200)
+    with page.expect_event("requestfailed",
+                           lambda r: r.url == "https://cdn.example/a.png"):  # refused
+        page.set_content('<html lang=en><title>x</title>'
+                         '<img alt=x src="https://cdn.example/a.png">')
 '''
 
 
@@ -326,7 +328,9 @@ import asyncio
 
 
 async def test_an_asyncio_test_after_a_browser_module():
-    await asyncio.sleep(0)
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(done.set_result, "ran on the loop")
+    assert await done == "ran on the loop"
 """
 
 

@@ -353,15 +353,18 @@ async def test_metrics_equal_the_tables_after_real_calls(
 
 
 class LoggingDialer:
-    """A backend whose dial logs a line and finds the line busy."""
+    """A backend whose dial logs a line, waits until the other call's dial has logged too
+    (the two calls' contexts are live at once), logs again and finds the line busy."""
 
     def __init__(self) -> None:
         self.log = logging.getLogger("ars_engine.test_dial")
+        self.both_dialing = asyncio.Barrier(2)
 
     async def dial(self, target: str, *, call_id: str | None = None,
                    on_progress: Any = None) -> CallAttempt:
         self.log.warning("dialing %s", call_id)
-        await asyncio.sleep(0)  # the log context survives a suspension
+        async with asyncio.timeout(10):
+            await self.both_dialing.wait()  # the log context survives the suspension
         self.log.warning("dialed %s", call_id)
         return CallAttempt(Outcome.BUSY, 486, "Busy Here")
 

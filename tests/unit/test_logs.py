@@ -105,6 +105,7 @@ async def test_context_follows_each_task_and_never_leaks_between_tasks(
         json_log: tuple[logging.Logger, io.StringIO]) -> None:
     logger, buffer = json_log
     both_set = asyncio.Barrier(2)
+    both_children = asyncio.Barrier(2)
 
     async def call(call_id: str, tenant: str) -> None:
         with log_context(call_id=call_id, tenant=tenant):
@@ -114,7 +115,7 @@ async def test_context_follows_each_task_and_never_leaks_between_tasks(
                 logger.info("child of %s", call_id)
 
             await asyncio.create_task(child())
-            await asyncio.sleep(0)  # let the other task log in between
+            await both_children.wait()  # the other task has logged in between
             logger.info("end of %s", call_id)
 
     await asyncio.gather(call("call_1", "bank"), call("call_2", "shop"))
