@@ -275,13 +275,11 @@ def _rtp_stats(channel: object) -> _RtpTotals | None:
     RTP in this process (Asterisk carries the media)."""
     media = getattr(channel, "media", None)
     receiver = getattr(media, "receiver", None)
-    if receiver is None:
+    if media is None or receiver is None:
         return None
     stats = receiver.stats
-    sender = getattr(media, "_sender", None)  # RtpSender.sent: every packet built and paced
-    sent = int(getattr(sender, "sent", 0)) - int(getattr(media, "dropped_sends", 0))
     rate = getattr(receiver, "clock_rate", 8000) or 8000
-    return _RtpTotals(max(sent, 0), int(stats.received), int(stats.lost),
+    return _RtpTotals(int(media.packets_sent), int(stats.received), int(stats.lost),
                       float(stats.jitter) / rate)
 
 

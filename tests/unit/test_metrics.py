@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ars_engine import __version__
 from ars_engine.errors import StoreError
 from ars_engine.service.metrics import SETUP_BUCKETS, BoundedQuery, EngineMetrics
+from ars_engine.telephony.rtp.media import MediaSession
 from ars_engine.telephony.rtp.session import ReceiveStats
 
 
@@ -50,6 +51,7 @@ class FakeMedia:
     dropped_sends: int = 0
     receiver: Any = field(init=False)
     _sender: Any = field(init=False)
+    packets_sent = MediaSession.packets_sent  # the real computation, on these fields
 
     def __post_init__(self) -> None:
         stats = ReceiveStats(received=self.received, lost=self.lost, jitter=self.jitter_units)

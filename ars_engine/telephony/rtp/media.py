@@ -122,6 +122,14 @@ class MediaSession(asyncio.DatagramProtocol):
         self._last_audio: float | None = None  # when the peer's last audio packet arrived
         self._prompt_end_changed = asyncio.Event()
 
+
+    @property
+    def packets_sent(self) -> int:
+        """RTP packets this session put on the wire (built and paced, minus those the kernel
+        refused)."""
+        built = self._sender.sent if self._sender is not None else 0
+        return max(built - self.dropped_sends, 0)
+
     @classmethod
     async def open(cls, host: str, port: int = 0) -> MediaSession:
         loop = asyncio.get_running_loop()
