@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
@@ -121,9 +120,9 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
         raise FieldError("format", "invalid_format", "expected wav or mp3")
     call = await _own_call(services, tenant, request.match_info["call_id"])
     if fmt == "wav":
-        path = _stored_file(services, call, call.recording, None)
+        path = services.stored_file(call.id, call.recording)
     else:
-        path = _stored_file(services, call, call.evidence, DERIVATIVE_NAME)
+        path = services.stored_file(call.id, call.evidence, DERIVATIVE_NAME, optional=True)
     if path is None:
         raise Problem(404, "no_recording", f"call {call.id!r} has no {fmt} recording")
     return web.FileResponse(path, headers={
@@ -136,7 +135,7 @@ async def get_evidence(request: web.Request) -> web.StreamResponse:
     """The call's signed evidence manifest, byte for byte as written (its signature covers it)."""
     services, tenant = _context(request)
     call = await _own_call(services, tenant, request.match_info["call_id"])
-    path = _stored_file(services, call, call.evidence, MANIFEST_NAME)
+    path = services.stored_file(call.id, call.evidence, MANIFEST_NAME)
     if path is None:
         raise Problem(404, "no_evidence", f"call {call.id!r} has no evidence bundle")
     return web.FileResponse(path, headers={**PRIVATE,
@@ -149,26 +148,6 @@ async def _own_call(services: Services, tenant: Tenant, call_id: str) -> Call:
     if call is None:
         raise Problem(404, "not_found", f"no call {call_id!r}")
     return call
-
-
-def _stored_file(services: Services, call: Call, stored: str | None,
-                 member: str | None) -> Path | None:
-    """The file behind a call's ``recording``/``evidence`` column (``member`` inside the bundle
-    directory); None when the call has none or the file is gone."""
-    if not stored:
-        return None
-    try:
-        path = services.resolve(stored)
-    except ValueError:
-        log.error("call %s: stored path is outside the recordings directory", call.id)
-        return None
-    if member is not None:
-        path = path / member
-    if not path.is_file():
-        if member != DERIVATIVE_NAME:  # an mp3 is optional (ffmpeg may have been missing)
-            log.warning("call %s: %s is missing on disk", call.id, path.name)
-        return None
-    return path
 
 
 # -- webhooks and scenarios ------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -162,8 +161,8 @@ async def _story(request: web.Request) -> tuple[Call, Any]:
 async def call_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     call, events = await _story(request)
-    recording = _file(services, call.recording, None)
-    manifest = _file(services, call.evidence, MANIFEST_NAME)
+    recording = services.stored_file(call.id, call.recording)
+    manifest = services.stored_file(call.id, call.evidence, MANIFEST_NAME)
     report = verify_evidence(manifest, key=services.keys.evidence_key) if manifest else None
     return render(request, "call.html", nav="history", call=call, events=events,
                   has_recording=recording is not None, evidence=report,
@@ -178,8 +177,8 @@ async def call_recording(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call, _ = await _story(request)
     mp3 = request.query.get("format") == "mp3"
-    path = _file(services, call.evidence, DERIVATIVE_NAME) if mp3 else \
-        _file(services, call.recording, None)
+    path = services.stored_file(call.id, call.evidence, DERIVATIVE_NAME, optional=True) \
+        if mp3 else services.stored_file(call.id, call.recording)
     if path is None:
         raise web.HTTPNotFound()
     disposition = "attachment" if request.query.get("download") else "inline"
@@ -192,21 +191,9 @@ async def call_recording(request: web.Request) -> web.StreamResponse:
 async def call_evidence(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call, _ = await _story(request)
-    path = _file(services, call.evidence, MANIFEST_NAME)
+    path = services.stored_file(call.id, call.evidence, MANIFEST_NAME)
     if path is None:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={
         "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="{call.id}-evidence.json"'})
-
-
-def _file(services: Services, stored: str | None, member: str | None) -> Path | None:
-    if not stored:
-        return None
-    try:
-        path = services.resolve(stored)
-    except ValueError:
-        log.error("a stored path is outside the recordings directory")
-        return None
-    path = path / member if member else path
-    return path if path.is_file() else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from .keys import MasterKey
 if TYPE_CHECKING:
     from ..config import Settings
     from ..store.db import Store
+
+
+log = logging.getLogger("ars_engine.service")
 
 
 def utc_now() -> datetime:
@@ -79,4 +83,24 @@ class Services:
         root = self.recordings_dir.resolve()
         if root not in path.parents and path != root:
             raise ValueError(f"stored path {stored!r} is outside the recordings directory")
+        return path
+
+    def stored_file(self, call_id: str, stored: str | None, member: str | None = None,
+                    *, optional: bool = False) -> Path | None:
+        """The file behind a call's ``recording``/``evidence`` column (``member`` inside the
+        bundle directory); None when the call has none or the file is gone (logged, unless
+        the file is ``optional``, like the mp3 that needs ffmpeg)."""
+        if not stored:
+            return None
+        try:
+            path = self.resolve(stored)
+        except ValueError:
+            log.error("call %s: stored path is outside the recordings directory", call_id)
+            return None
+        if member is not None:
+            path = path / member
+        if not path.is_file():
+            if not optional:
+                log.warning("call %s: %s is missing on disk", call_id, path.name)
+            return None
         return path
