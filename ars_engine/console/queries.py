@@ -72,15 +72,7 @@ async def search_calls(s: AsyncSession, tenant_id: str | None, f: HistoryFilter
         query = query.where(Call.created_at >= f.created_from)
     if f.created_to:
         query = query.where(Call.created_at < f.created_to)
-    if f.cursor:
-        at, last_id = repo.decode_cursor(f.cursor)
-        query = query.where((Call.created_at < at)
-                            | ((Call.created_at == at) & (Call.id < last_id)))
-    rows = (await s.scalars(query.order_by(Call.created_at.desc(), Call.id.desc())
-                            .limit(f.limit + 1))).all()
-    more = len(rows) > f.limit
-    rows = rows[:f.limit]
-    return rows, repo.encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return await repo.page_of_calls(s, query, f.limit, f.cursor)
 
 
 async def call_story(s: AsyncSession, tenant_id: str | None, call_id: str

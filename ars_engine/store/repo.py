@@ -188,6 +188,14 @@ async def list_calls(s: AsyncSession, tenant_id: str, *, states: Sequence[str] =
         query = query.where(Call.created_at >= created_from)
     if created_to:
         query = query.where(Call.created_at < created_to)
+    return await page_of_calls(s, query, limit, cursor)
+
+
+async def page_of_calls(s: AsyncSession, query: Select[Any], limit: int, cursor: str | None
+                        ) -> tuple[Sequence[Call], str | None]:
+    """One page of ``query``'s calls, newest first, after ``cursor``, and the next page's
+    cursor (None at the end). Keyset pagination on (created_at, id): stable while new calls
+    arrive."""
     if cursor:
         at, last_id = decode_cursor(cursor)
         query = query.where((Call.created_at < at)
