@@ -1,4 +1,4 @@
-"""The console's reads: live calls, history search, one call with its story, alerts, tenants.
+"""The console's reads: live calls, history search, one call with its story, tenants.
 ``tenant_id`` None means every tenant (an admin's view)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from ..store import repo
-from ..store.models import ACTIVE_STATES, QUEUED, Alert, Call, Tenant, WebhookEvent
+from ..store.models import ACTIVE_STATES, QUEUED, Call, Tenant, WebhookEvent
 
 LIVE_LIMIT = 200
 
@@ -96,7 +96,3 @@ async def distinct_outcomes(s: AsyncSession, tenant_id: str | None) -> list[str]
     if tenant_id is not None:
         query = query.where(Call.tenant_id == tenant_id)
     return sorted(o for o in (await s.scalars(query.limit(100))).all() if o)
-
-
-async def alerts(s: AsyncSession) -> Sequence[Alert]:
-    return (await s.scalars(select(Alert).order_by(Alert.state, Alert.since.desc()))).all()

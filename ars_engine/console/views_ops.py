@@ -16,12 +16,12 @@ from aiohttp import web
 
 from ..scenario.model import Scenario
 from ..service import usage
-from ..store.models import Tenant
+from ..store import alert_queries
+from ..store.models import FIRING, Tenant
 from .app import LANG, OPERATOR, SERVICES, render, tenant_scope
 from .charts import Series, line_chart_svg
 from .graph import graph_text, render_svg, scenario_graph
 from .i18n import translate
-from .queries import alerts as list_alerts
 from .queries import tenants as list_tenants
 from .simulator import SimulationError, load_text, simulate, validate_text
 
@@ -233,5 +233,7 @@ async def usage_csv(request: web.Request) -> web.StreamResponse:
 async def alerts_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     async with services.store.session() as s, s.begin():
-        rows = await list_alerts(s)
-    return render(request, "alerts.html", nav="alerts", alerts=rows)
+        rows = await alert_queries.list_alerts(s)
+    # firing ones first, each group newest change first
+    return render(request, "alerts.html", nav="alerts",
+                  alerts=sorted(rows, key=lambda a: a.state != FIRING))

@@ -474,3 +474,21 @@ async def test_shutdown_ends_open_live_streams(console: Console) -> None:
                 pass  # the rest of the event, then the end of the stream
             await closing
         assert response.content.at_eof()
+
+
+async def test_the_alerts_page_lists_firing_alerts_first(console: Console) -> None:
+    from ars_engine.store.models import Alert
+
+    now = datetime.now(UTC)
+    async with console.services.store.session() as s, s.begin():
+        for key, state, since in (("trunk_down:10.0.0.1:5060", "firing", now - timedelta(hours=2)),
+                                  ("queue_age", "resolved", now)):
+            s.add(Alert(key=key, rule=key.split(":")[0], state=state, message=f"[ARS] {key}",
+                        value=None, since=since, updated_at=since, notified=state,
+                        notify_attempts=1))
+    async with console.client() as client:
+        await sign_in(client, "acme-ops")
+        html = await (await client.get("/console/alerts")).text()
+    firing, resolved = html.index("[ARS] trunk_down"), html.index("[ARS] queue_age")
+    assert firing < resolved  # the older firing alert above the newer resolved one
+    assert "발생 중" in html and "해소됨" in html
