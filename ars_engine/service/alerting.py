@@ -45,7 +45,7 @@ from .alerts import (
     settle,
 )
 from .health import backend_health
-from .tasks import finish_round
+from .tasks import cancel_and_wait, finish_round
 from .webhooks import SEND_TIMEOUT, post_signed, signing_client
 
 if TYPE_CHECKING:
@@ -162,10 +162,7 @@ class AlertMonitor:
             self._task = None
         watchers, self._watchers = self._watchers, []
         for task in watchers:
-            task.cancel()
-        for task in watchers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._http is not None:
             await self._http.close()
             self._http = None
