@@ -22,7 +22,7 @@ setup: system-packages $(STAMP)
 # Installs the system packages only when one of their commands is missing (idempotent).
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
-	for f in $(APT_FILES); do test -x $$f || missing="$$missing $$f"; done; \
+	for f in $(APT_FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing system packages (missing:$$missing)"; \
