@@ -475,9 +475,9 @@ def softphone(listen: str, rings: int, ring_seconds: float, mode: str, keys: tup
 def _register_service_commands() -> None:
     from .cli_console import alerts, operators
     from .cli_evidence import evidence
-    from .cli_service import db, serve, tenants
+    from .cli_service import db, nodes, serve, tenants
 
-    for command in (serve, tenants, db, evidence, operators, alerts):
+    for command in (serve, tenants, db, nodes, evidence, operators, alerts):
         main.add_command(command)
 
 

@@ -279,3 +279,44 @@ def db_upgrade(config_path: Path | None) -> None:
     revision = _run(work)  # first: a malformed URL is refused there as a clean error
     shown = make_url(settings.service.database_url).render_as_string(hide_password=True)
     click.echo(f"database {shown} at revision {revision}")
+
+
+# -- nodes -----------------------------------------------------------------------------------------
+
+@click.command()
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+def nodes(config_path: Path | None, as_json: bool) -> None:
+    """The engine nodes sharing this database: alive, dead (no heartbeat for a lease), stopped."""
+    from datetime import timedelta
+
+    from .service.nodes import list_nodes
+    from .store.db import Store
+
+    settings = _settings(config_path)
+    lease = timedelta(seconds=settings.service.lease_seconds)
+
+    async def work() -> list[Any]:
+        store = Store(settings.service.database_url)
+        try:
+            await store.upgrade()
+            return await list_nodes(store, datetime.now(UTC), lease)
+        finally:
+            await store.close()
+
+    views = _run(work)
+    if as_json:
+        click.echo(json.dumps([{
+            "node_id": v.node_id, "site": v.site, "host": v.host, "pid": v.pid,
+            "status": v.status, "started_at": v.started_at.isoformat(),
+            "heartbeat_at": v.heartbeat_at.isoformat(),
+            "stopped_at": v.stopped_at.isoformat() if v.stopped_at else None,
+            "heartbeat_age_seconds": round(v.heartbeat_age, 1)} for v in views], indent=2))
+        return
+    if not views:
+        click.echo("no node has run on this database yet")
+        return
+    click.echo(f"{'node':20} {'site':12} {'status':8} {'heartbeat':>10}  host (pid)")
+    for v in views:
+        click.echo(f"{v.node_id:20} {v.site or '-':12} {v.status:8} "
+                   f"{v.heartbeat_age:>8.1f} s  {v.host} ({v.pid})")

@@ -107,7 +107,7 @@ _SIP_KEYS = {"bind", "media_host", "default_trunk", "t1"}
 _TOP_KEYS = {"sip", "trunks", "asterisk", "service", "numbers", "alerts", "console"}
 _SERVICE_KEYS = {"listen", "database", "database_env", "database_file", "data_dir",
                  "secret_key_env", "secret_key_file", "backend", "trunk", "target", "node_id",
-                 "lease_seconds", "max_calls", "calls_per_second", "webhook_max_age_hours",
+                 "site", "lease_seconds", "max_calls", "calls_per_second", "webhook_max_age_hours",
                  "retention_days", "max_body_bytes", "poll_seconds", "log_format"}
 LOG_FORMATS = ("text", "json")
 BACKENDS = ("embedded", "asterisk")
@@ -199,6 +199,7 @@ class ServiceConfig:
     # backend hands {national} to its [asterisk] dial template.
     target: str | None = None
     node_id: str | None = None
+    site: str | None = None  # the data centre this node runs in (registry, docs/deployment.md)
     lease_seconds: float = 30.0
     max_calls: int = 100  # calls this node runs at once (all tenants, this trunk)
     calls_per_second: float = 20.0  # new calls per second this node places on its trunk
@@ -310,6 +311,7 @@ def _service_config(path: Path, data: dict[str, object], env: dict[str, str]) ->
         secret_key=secret_key, secret_key_source=f"[service] {key_source}" if secret_key else "",
         backend=backend, trunk=where.string(table, "trunk", "[service]"), target=target,
         node_id=where.string(table, "node_id", "[service]"),
+        site=where.string(table, "site", "[service]"),
         lease_seconds=where.number(table, "lease_seconds", "[service]", d.lease_seconds,
                                    minimum=1.0),
         max_calls=where.whole(table, "max_calls", "[service]", d.max_calls, minimum=1),

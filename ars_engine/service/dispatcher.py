@@ -25,13 +25,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ArsError
+from ..errors import ArsError, StoreError
 from ..store import repo
 from ..store.models import (
     ACTIVE_STATES,
@@ -60,12 +60,19 @@ if TYPE_CHECKING:
     from ..scenario.timeline import CallResult
     from ..telephony.outcomes import CallAttempt
     from .metrics import EngineMetrics
+    from .nodes import NodeRegistry
     from .runtime import Services
 
 log = logging.getLogger("ars_engine.dispatcher")
 ENGINE_RESTART = "engine_restart"
 CLAIM_FACTOR = 4  # rows looked at per free slot (some are skipped by tenant/number limits)
 SHUTDOWN_DRAIN_SECONDS = 30.0
+# A store write after the dial is tried again while the store is unreachable: the first retry
+# after STORE_RETRY_FIRST s, doubling up to STORE_RETRY_MAX; the answered mark for this long (the
+# callee hears silence meanwhile), the end of a call for up to a lease.
+STORE_RETRY_FIRST = 0.2
+STORE_RETRY_MAX = 2.0
+ANSWER_WRITE_BUDGET = 5.0
 
 
 class Dialer(Protocol):
@@ -106,7 +113,8 @@ class Dispatcher:
 
     def __init__(self, services: Services, backend: Dialer, *, node_id: str | None = None,
                  target: str | None = None, numbers: dict[str, str] | None = None,
-                 on_event: Callable[[], None] = lambda: None) -> None:
+                 on_event: Callable[[], None] = lambda: None,
+                 registry: NodeRegistry | None = None) -> None:
         config = services.settings.service
         self.services = services
         self.backend = backend
@@ -118,6 +126,8 @@ class Dispatcher:
         self.target = target or config.target or "sip:{national}@127.0.0.1"
         self.numbers = dict(numbers if numbers is not None else config.numbers)
         self.on_event = on_event
+        # this process's row in the node registry (serve); None: no registry (unit tests)
+        self.registry = registry
         # called after each of this node's committed writes to its calls (state, lease): an
         # observer (a test, the console) re-reads the store then instead of polling it
         self.on_write: Callable[[], None] = lambda: None
@@ -136,6 +146,8 @@ class Dispatcher:
     # -- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.registry is not None:
+            await self.registry.register(self._now())  # NodeConflict: another live process
         await self.recover(startup=True)
         self._tasks = [asyncio.create_task(self._claim_loop(), name="dispatcher"),
                        asyncio.create_task(self._heartbeat_loop(), name="dispatcher-heartbeat")]
@@ -157,6 +169,11 @@ class Dispatcher:
         self._halt.set()
         await finish_round(heartbeat, STOP_GRACE)
         self._tasks = []
+        if self.registry is not None:
+            try:
+                await self.registry.stopped(self._now())
+            except ArsError as exc:  # the row then reads dead after the lease: same outcome
+                log.error("node %s: cannot record the stop: %s", self.node_id, exc)
 
     def wake(self) -> None:
         self._wake.set()
@@ -204,6 +221,9 @@ class Dispatcher:
                     calls = await self._claim(min(free, tokens))
                 except ArsError as exc:
                     log.error("dispatcher: cannot take calls: %s", exc)
+                    calls = []
+                except Exception:  # never let the loop die: this node would stop silently
+                    log.exception("dispatcher: cannot take calls")
                     calls = []
                 if calls:
                     self.bucket.take(len(calls), time.monotonic())
@@ -425,10 +445,23 @@ class Dispatcher:
                       reason: str | None = None, answered: bool = False,
                       retry_in: float | None = None, outcome: str | None = None,
                       sip_status: int | None = None) -> bool:
-        """Move our call to ``to_state`` if it is still ours (and in ``expected`` when given)."""
+        """Move our call to ``to_state`` if it is still ours (and in ``expected`` when given).
+        While the store is unreachable the write is tried again for ``ANSWER_WRITE_BUDGET``
+        seconds (not for ``ringing``, which is only informative)."""
+        budget = 0.0 if to_state == RINGING else ANSWER_WRITE_BUDGET
+        return await self._retrying(call_id, budget, lambda: self._update_once(
+            call_id, expected, to_state, reason=reason, answered=answered, retry_in=retry_in,
+            outcome=outcome, sip_status=sip_status))
+
+    async def _update_once(self, call_id: str, expected: str | None, to_state: str, *,
+                           reason: str | None, answered: bool, retry_in: float | None,
+                           outcome: str | None, sip_status: int | None) -> bool:
         now = self._now()
         async with self.services.store.session() as s, s.begin():
             call = await repo.get_call(s, None, call_id, lock=True)
+            if call is not None and call.state == to_state == ANSWERED and \
+                    call.lease_owner == self.node_id:
+                return True  # a repeat of a write whose commit went through
             if not self._ours(call, expected):
                 return False
             assert call is not None
@@ -449,6 +482,25 @@ class Dispatcher:
             self.on_event()
         return True
 
+    async def _retrying(self, call_id: str, budget: float,
+                        write: Callable[[], Awaitable[bool]]) -> bool:
+        """``write()``, tried again with backoff while the store raises StoreError, for up to
+        ``budget`` seconds; then that error. A write whose commit was lost mid-way is safe to
+        repeat: it is fenced (the call must still be ours and active)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        delay = STORE_RETRY_FIRST
+        while True:
+            try:
+                return await write()
+            except StoreError as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("call %s: the store is unreachable (%s); trying again in %.1f s",
+                            call_id, exc, delay)
+            await asyncio.sleep(delay)  # backoff between attempts, nothing to wait for
+            delay = min(delay * 2, STORE_RETRY_MAX)
+
     def _ours(self, call: Call | None, expected: str | None) -> bool:
         if call is None or call.lease_owner != self.node_id or call.state not in ACTIVE_STATES:
             log.warning("call %s: no longer held by this node; result dropped",
@@ -458,12 +510,21 @@ class Dispatcher:
 
     async def _finish_safely(self, call_id: str, state: str, outcome: str, reason: str | None,
                              **fields: Any) -> None:
-        try:
+        """Record the end of our call. While the store is unreachable (a PostgreSQL restart or
+        failover) the write is tried again for up to a lease, the call still counted as running
+        so that the heartbeat keeps its lease; then recovery reports it as ``engine_restart``."""
+
+        async def write() -> bool:
             async with self.services.store.session() as s, s.begin():
                 call = await repo.get_call(s, None, call_id, lock=True)
                 if call is None or not self._ours(call, None):
-                    return
+                    return False
                 self._fail(s, call, self._now(), outcome, reason, state=state, **fields)
+                return True
+
+        try:
+            if not await self._retrying(call_id, self.lease.total_seconds(), write):
+                return
         except ArsError as exc:  # the lease lapses and recovery reports the call
             log.error("call %s: cannot record the end of the call: %s", call_id, exc)
             return
@@ -506,16 +567,29 @@ class Dispatcher:
                 await self.recover()
             except ArsError as exc:
                 log.error("dispatcher heartbeat: %s", exc)
+            except Exception:
+                log.exception("dispatcher heartbeat")
 
     async def _heartbeat(self) -> None:
         ids = list(self._running)
-        if not ids:
+        if not ids and self.registry is None:
             return
         now = self._now()
+        wanted: list[str] = []
         async with self.services.store.session() as s, s.begin():
-            await repo.renew_leases(s, self.node_id, ids, now + self.lease)
-            wanted = await _cancel_requested(s, ids)
-        self.on_write()
+            if self.registry is not None:
+                if not await self.registry.beat(s, now) and not self._stopping:
+                    log.critical("node %s: another process took over this node id (this one "
+                                 "was presumed dead): no new calls are taken here",
+                                 self.node_id)
+                    self._stopping = True
+                    self._wake.set()
+                await self.registry.release_dead(s, now)
+            if ids:
+                await repo.renew_leases(s, self.node_id, ids, now + self.lease)
+                wanted = await _cancel_requested(s, ids)
+        if ids:
+            self.on_write()
         for call_id in wanted:
             self.cancel(call_id)
 

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from .. import __version__
 from ..errors import StoreError
-from ..store.models import FIRING, PENDING, QUEUED, Alert, Call, WebhookEvent
+from ..store.models import FIRING, PENDING, QUEUED, Alert, Call, Node, WebhookEvent
 from .health import backend_health
 from .masking import DEFAULT_REGISTRY
 
@@ -67,10 +67,14 @@ class StoreSnapshot:
     webhook_events: dict[str, int] = field(default_factory=dict)  # status → rows
     webhook_oldest_pending_age: float = 0.0
     alerts_firing: dict[str, int] = field(default_factory=dict)  # rule → firing alerts
+    nodes: dict[str, int] = field(default_factory=dict)  # alive/dead/stopped → nodes
 
 
-def read_store(session: Session, now: datetime) -> StoreSnapshot:
+def read_store(session: Session, now: datetime,
+               lease: timedelta = timedelta(seconds=30)) -> StoreSnapshot:
     """Read every store-side series in one unit of work (a few aggregate queries)."""
+    from .nodes import ALIVE, DEAD, STOPPED, node_status
+
     calls = {(state, outcome or ""): count for state, outcome, count in session.execute(
         select(Call.state, Call.outcome, func.count()).group_by(Call.state, Call.outcome))}
     due, oldest_due = session.execute(
@@ -82,8 +86,11 @@ def read_store(session: Session, now: datetime) -> StoreSnapshot:
         select(func.min(WebhookEvent.created_at)).where(WebhookEvent.status == PENDING))
     alerts = {rule: count for rule, count in session.execute(
         select(Alert.rule, func.count()).where(Alert.state == FIRING).group_by(Alert.rule))}
+    nodes = dict.fromkeys((ALIVE, DEAD, STOPPED), 0)
+    for node in session.scalars(select(Node)):
+        nodes[node_status(node, now, lease)] += 1
     return StoreSnapshot(now, calls, int(due), _age(now, oldest_due), events,
-                         _age(now, oldest_pending), alerts)
+                         _age(now, oldest_pending), alerts, nodes)
 
 
 def _age(now: datetime, since: datetime | None) -> float:
@@ -222,9 +229,10 @@ class EngineMetrics:
             self.snapshot, self.store_error = None, "no services attached"
             return None
         now = self.services.clock()
+        lease = timedelta(seconds=self.services.settings.service.lease_seconds)
         try:
             snapshot = await self.store_query.run(self.services.store,
-                                                  lambda s: read_store(s, now))
+                                                  lambda s: read_store(s, now, lease))
         except StoreError as exc:
             if self.store_error is None:  # once per outage, not at every scrape
                 log.warning("metrics: the store did not answer: %s", exc)
@@ -344,6 +352,11 @@ class _LiveCollector(Collector):
         for rule, count in sorted(snap.alerts_firing.items()):
             alerts.add_metric([rule], count)
         yield alerts
+        nodes = GaugeMetricFamily("ars_nodes", "Engine nodes in the registry by status (dead: "
+                                  "no heartbeat for a lease)", labels=["status"])
+        for status, count in sorted(snap.nodes.items()):
+            nodes.add_metric([status], count)
+        yield nodes
 
     def _dispatcher(self) -> Iterator[Metric]:
         services = self.metrics.services

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from ..store.db import Store
 from .alerting import AlertMonitor
 from .catalog import ScenarioCatalog
 from .dispatcher import Dispatcher, default_node_id
+from .nodes import NodeRegistry
 from .runtime import Services
 from .tuning import tune_runtime
 from .webhooks import WebhookSender
@@ -56,8 +58,10 @@ async def serve(settings: Settings, media: MediaLibrary,
             webhooks = WebhookSender(services, node_id=node_id)
             proxy = getattr(getattr(backend, "settings", None), "proxy", None)
             target = config.dial_target(config.backend, proxy[0] if proxy else None)
+            registry = NodeRegistry(store, node_id, site=config.site,
+                                    lease=timedelta(seconds=config.lease_seconds))
             dispatcher = Dispatcher(services, backend, node_id=node_id, target=target,
-                                    on_event=webhooks.wake)
+                                    on_event=webhooks.wake, registry=registry)
             services.calls.on_created = dispatcher.wake
             services.calls.on_cancel = dispatcher.cancel
             services.dispatcher, services.webhooks = dispatcher, webhooks

@@ -130,6 +130,9 @@ class WebhookSender:
             except ArsError as exc:
                 log.error("webhooks: %s", exc)
                 sent = 0
+            except Exception:  # never let the loop die: events would wait for another node
+                log.exception("webhooks")
+                sent = 0
             if sent:
                 continue  # more may be due (the next event of each call)
             wait = self.poll_seconds

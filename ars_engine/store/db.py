@@ -102,6 +102,8 @@ class Store:
             except (OperationalError, DBAPIError) as exc:
                 raise StoreError(f"database error: {type(exc.orig).__name__}: "
                                  f"{str(exc.orig).splitlines()[0][:200]}") from exc
+            except OSError as exc:  # asyncpg's connect: refused, reset, timed out (a restart)
+                raise _unreachable(exc) from exc
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` as one transaction (committed when it returns, rolled back
@@ -119,6 +121,8 @@ class Store:
         except (OperationalError, DBAPIError) as exc:
             raise StoreError(f"database error: {type(exc.orig).__name__}: "
                              f"{str(exc.orig).splitlines()[0][:200]}") from exc
+        except OSError as exc:
+            raise _unreachable(exc) from exc
 
     def _run_sqlite(self, work: Callable[[Session], T]) -> T:
         assert self._sync_sessions is not None
@@ -140,6 +144,8 @@ class Store:
                 await connection.run_sync(run)
         except (OperationalError, DBAPIError) as exc:
             raise StoreError(f"cannot migrate {self!r}: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot migrate {self!r}: {_unreachable(exc)}") from exc
 
     async def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -156,6 +162,11 @@ class Store:
             self._worker.shutdown(wait=True)
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+
+
+def _unreachable(exc: OSError) -> StoreError:
+    return StoreError(f"database unreachable: {type(exc).__name__}: "
+                      f"{(exc.strerror or str(exc)).splitlines()[0][:200]}")
 
 
 def _alembic_config(url: str) -> Any:

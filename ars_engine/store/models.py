@@ -274,3 +274,21 @@ class Alert(Base):
     notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_notify_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class Node(Base):
+    """One engine process sharing the store (``service.nodes``). ``instance`` is random per
+    process start: a second process under a live node's id is refused, and a row whose
+    ``heartbeat_at`` is older than the lease belongs to a dead node. ``stopped_at`` is set by a
+    clean stop."""
+
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(40))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -48,7 +48,7 @@ async def test_upgrade_from_empty_creates_every_table(db_url: str) -> None:
 
 
 async def test_upgraded_database_is_at_head(store: Store) -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert await store.current_revision() == head_revision()
 
 

@@ -92,7 +92,8 @@ class BrokenStore:
 
 def fake_services(**parts: Any) -> Any:
     base = {"store": BrokenStore(), "dispatcher": None, "webhooks": None, "backend": None,
-            "clock": lambda: datetime.now(UTC)}
+            "clock": lambda: datetime.now(UTC),
+            "settings": SimpleNamespace(service=SimpleNamespace(lease_seconds=30.0))}
     base.update(parts)
     return SimpleNamespace(**base)
 
