@@ -121,6 +121,7 @@ class Softphone:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done_ids: deque[str] = deque(maxlen=256)  # late retransmissions are not new calls
         self.invites: list[str] = []  # Call-IDs of the calls received, in order (QA: no doubles)
+        self.answers: asyncio.Queue[str] = asyncio.Queue()  # Call-ID of each call at its answer
 
     @property
     def address(self) -> tuple[str, int]:
@@ -250,6 +251,7 @@ class Softphone:
             raise
         now = loop.time()
         timeline.state, timeline.answered_at = "answered", now
+        self.answers.put_nowait(core.call_id)
         timeline.add(now, "answered", codec=core.negotiated.codec,
                      telephone_event=core.negotiated.dtmf_payload_type is not None)
         script = loop.create_task(self._script(driver, media, timeline, now))

@@ -73,6 +73,7 @@ SHUTDOWN_DRAIN_SECONDS = 30.0
 STORE_RETRY_FIRST = 0.2
 STORE_RETRY_MAX = 2.0
 ANSWER_WRITE_BUDGET = 5.0
+FINISH_WRITE_BUDGET = 10.0  # or two leases if longer
 
 
 class Dialer(Protocol):
@@ -511,8 +512,9 @@ class Dispatcher:
     async def _finish_safely(self, call_id: str, state: str, outcome: str, reason: str | None,
                              **fields: Any) -> None:
         """Record the end of our call. While the store is unreachable (a PostgreSQL restart or
-        failover) the write is tried again for up to a lease, the call still counted as running
-        so that the heartbeat keeps its lease; then recovery reports it as ``engine_restart``."""
+        failover) the write is tried again for up to two leases (at least
+        ``FINISH_WRITE_BUDGET`` s), the call still counted as running so that the heartbeat
+        keeps its lease; then recovery reports it as ``engine_restart``."""
 
         async def write() -> bool:
             async with self.services.store.session() as s, s.begin():
@@ -523,7 +525,8 @@ class Dispatcher:
                 return True
 
         try:
-            if not await self._retrying(call_id, self.lease.total_seconds(), write):
+            if not await self._retrying(call_id, max(2 * self.lease.total_seconds(),
+                                                     FINISH_WRITE_BUDGET), write):
                 return
         except ArsError as exc:  # the lease lapses and recovery reports the call
             log.error("call %s: cannot record the end of the call: %s", call_id, exc)
@@ -555,7 +558,13 @@ class Dispatcher:
     # -- leases and recovery -----------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        """Renew leases every lease/3, then recover dead nodes' calls. After a store outage
+        every node's leases may have lapsed at once: recovery waits 1.5 intervals after the
+        first good heartbeat, so that the nodes still alive renew theirs first."""
         interval = self.lease.total_seconds() / 3
+        loop = asyncio.get_running_loop()
+        hold_until = 0.0
+        outage = False
         while not self._halt.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
@@ -564,8 +573,12 @@ class Dispatcher:
                 return
             try:
                 await self._heartbeat()
-                await self.recover()
+                if outage:
+                    outage, hold_until = False, loop.time() + 1.5 * interval
+                if loop.time() >= hold_until:
+                    await self.recover()
             except ArsError as exc:
+                outage = True
                 log.error("dispatcher heartbeat: %s", exc)
             except Exception:
                 log.exception("dispatcher heartbeat")

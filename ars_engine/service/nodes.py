@@ -16,6 +16,9 @@ PostgreSQL: the call queue, the webhook outbox and this ``nodes`` table. Rules:
   webhook leases are released here, so another node sends them without waiting for
   ``webhooks.LEASE``. Its queued calls were never its own: every node takes from one queue.
 - A clean stop sets ``stopped_at``.
+- Every node must hold the same master key (it unseals the calls the others queued and signs
+  their webhooks): a start whose key id (``MasterKey.evidence_key_id``, public) differs from a
+  live node's is refused.
 """
 
 from __future__ import annotations
@@ -84,11 +87,12 @@ class NodeRegistry:
     heartbeat, ``stopped()`` at a clean stop."""
 
     def __init__(self, store: Store, node_id: str, *, lease: timedelta,
-                 site: str | None = None) -> None:
+                 site: str | None = None, key_id: str | None = None) -> None:
         self.store = store
         self.node_id = node_id
         self.lease = lease
         self.site = site
+        self.key_id = key_id
         self.instance = secrets.token_hex(8)
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -96,10 +100,12 @@ class NodeRegistry:
     async def register(self, now: datetime) -> None:
         """Claim ``node_id`` for this process; NodeConflict if a live process holds it."""
         async with self.store.session() as s, s.begin():
+            await self._same_key(s, now)
             row = await s.get(Node, self.node_id, with_for_update=True)
             if row is None:
                 s.add(Node(node_id=self.node_id, instance=self.instance, host=self.host,
-                           pid=self.pid, site=self.site, started_at=now, heartbeat_at=now))
+                           pid=self.pid, site=self.site, key_id=self.key_id, started_at=now,
+                           heartbeat_at=now))
                 return
             if node_status(row, now, self.lease) == ALIVE and not (
                     row.host == self.host and _process_gone(row.pid)):
@@ -113,12 +119,27 @@ class NodeRegistry:
                 log.warning("node %s: the previous process (host %s, pid %d) did not stop "
                             "cleanly; its calls in progress are recovered now", self.node_id,
                             row.host, row.pid)
-            row.instance, row.host, row.pid, row.site = (self.instance, self.host, self.pid,
-                                                         self.site)
+            row.instance, row.host, row.pid = self.instance, self.host, self.pid
+            row.site, row.key_id = self.site, self.key_id
             row.started_at = row.heartbeat_at = now
             row.stopped_at = None
             # this id's webhook leases belonged to the previous process: free them now
             await _release_webhooks(s, [self.node_id])
+
+    async def _same_key(self, s: AsyncSession, now: datetime) -> None:
+        if self.key_id is None:
+            return
+        others = (await s.scalars(select(Node).where(
+            Node.node_id != self.node_id, Node.key_id.is_not(None),
+            Node.key_id != self.key_id))).all()
+        for other in others:
+            if node_status(other, now, self.lease) == ALIVE:
+                raise NodeConflict(
+                    f"this engine's master key (id {self.key_id}) differs from the one of the "
+                    f"running node {other.node_id!r} on {other.host!r} (id {other.key_id}): "
+                    "every node on one database needs the same key ([service] "
+                    "secret_key_file or ARS_SECRET_KEY), or it can neither read the calls the "
+                    "others queued nor sign their webhooks")
 
     async def beat(self, s: AsyncSession, now: datetime) -> bool:
         """Record a heartbeat (inside the caller's transaction); False when the row was taken

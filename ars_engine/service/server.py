@@ -59,7 +59,8 @@ async def serve(settings: Settings, media: MediaLibrary,
             proxy = getattr(getattr(backend, "settings", None), "proxy", None)
             target = config.dial_target(config.backend, proxy[0] if proxy else None)
             registry = NodeRegistry(store, node_id, site=config.site,
-                                    lease=timedelta(seconds=config.lease_seconds))
+                                    lease=timedelta(seconds=config.lease_seconds),
+                                    key_id=services.keys.evidence_key_id)
             dispatcher = Dispatcher(services, backend, node_id=node_id, target=target,
                                     on_event=webhooks.wake, registry=registry)
             services.calls.on_created = dispatcher.wake

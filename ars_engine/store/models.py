@@ -289,6 +289,7 @@ class Node(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     site: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # master key's public id
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime] = mapped_column(index=True)
     stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)

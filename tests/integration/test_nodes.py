@@ -142,3 +142,15 @@ def test_the_nodes_command_lists_the_registry(tmp_path: Path) -> None:
     rows = json.loads(listed.stdout)
     assert [(r["node_id"], r["site"], r["status"]) for r in rows] == [("seoul-1", "seoul",
                                                                        "alive")]
+
+
+async def test_a_node_with_another_master_key_than_a_live_node_is_refused(store: Store) -> None:
+    await NodeRegistry(store, "seoul-1", lease=LEASE, key_id="aaaa").register(T0)
+    other = NodeRegistry(store, "busan-1", lease=LEASE, key_id="bbbb")
+    with pytest.raises(NodeConflict) as caught:
+        await other.register(T0 + timedelta(seconds=1))
+    assert "id bbbb" in str(caught.value) and "'seoul-1'" in str(caught.value)
+    assert "id aaaa" in str(caught.value) and "secret_key_file" in str(caught.value)
+    await NodeRegistry(store, "busan-1", lease=LEASE, key_id="aaaa").register(T0)
+    # once the other key's node is gone (no heartbeat for a lease), the start is allowed
+    await other.register(T0 + LEASE + timedelta(seconds=1))

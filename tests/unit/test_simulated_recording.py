@@ -137,3 +137,18 @@ def test_key_tones_place_mix_and_extend() -> None:
     # Overlapping tones add up without wrapping round.
     loud = np.frombuffer(key_tones([(0.0, "1"), (0.0, "1"), (0.0, "1"), (0.0, "1")], 0), "<i2")
     assert int(np.abs(loud.astype(np.int32)).max()) <= 32768
+
+
+async def test_a_recording_that_cannot_be_saved_ends_the_call_as_error_saying_why(
+        tone_media: MediaLibrary, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    scenario = load_scenario_text(textwrap.dedent(RECORDED_GATHER).replace("DIGITS", "2"))
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the recordings' folder should be")
+    channel = SimulatedChannel(KeyScript.parse(["5", "12", "6"]), recordings_dir=blocked)
+    with caplog.at_level(logging.ERROR):
+        result = await Interpreter(scenario, tone_media).run(channel, {}, call_id="rec2")
+    assert (result.outcome, result.result) == ("error", {"error": "MediaError"})
+    assert result.recordings == []
+    failed = [e for e in result.timeline if e.kind == "recording_failed"]
+    assert len(failed) == 1 and failed[0].detail["name"] == "rec2-keys"
+    assert "could not be saved" in caplog.text and "crashed" not in caplog.text

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import MappingNode, Node
 
+from ...errors import MediaError
 from ..parsing import ParseContext
 from ..reader import is_identifier
 from .base import Step, register
@@ -73,7 +74,12 @@ async def stop_recording(ctx: CallContext) -> None:
     if ctx.recording is None:
         return
     name, ctx.recording = ctx.recording, None
-    info = await ctx.channel.stop_recording()
+    try:
+        info = await ctx.channel.stop_recording()
+    except OSError as exc:  # a full or read-only disk: the call ends as error, saying why
+        ctx.event("recording_failed", {"name": name, "error": exc.strerror or str(exc)})
+        raise MediaError(f"recording {name!r} could not be saved: "
+                         f"{exc.strerror or exc}") from exc
     detail: dict[str, object] = {"name": name}
     if info is not None:
         detail.update(path=str(info.path), duration_ms=info.duration_ms)

@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('host', sa.String(length=255), nullable=False),
     sa.Column('pid', sa.Integer(), nullable=False),
     sa.Column('site', sa.String(length=100), nullable=True),
+    sa.Column('key_id', sa.String(length=40), nullable=True),
     sa.Column('started_at', ars_engine.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('heartbeat_at', ars_engine.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('stopped_at', ars_engine.store.models.UtcDateTime(timezone=True), nullable=True),

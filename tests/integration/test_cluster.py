@@ -1,0 +1,95 @@
+"""Three real engine nodes on one PostgreSQL (reliability/cluster.py: `ars-engine serve`
+subprocesses, each with its own SIP endpoint, QA softphones, a webhook receiver).
+
+A node dies with kill -9 while it holds answered calls and after calls were queued through its
+own API: its in-flight calls must end ``failed``/``engine_restart`` exactly once, written by a
+surviving node, its queued calls must be placed by the others, nothing may ring twice, and the
+registry must show it dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reliability.cluster import ROOT, Cluster, ClusterOptions, Load
+from reliability.report import tally
+from tests.pg_peer import postgres_skip_reason
+
+LEASE = 3.0
+SETTLE = 120.0
+
+pytestmark = pytest.mark.integration
+
+
+async def _terminal(cluster: Cluster, ids: set[str]) -> None:
+    """Await the receiver holding a terminal webhook for every call of ``ids``."""
+    receiver = cluster.receiver
+    assert receiver is not None
+    async with asyncio.timeout(SETTLE):
+        while True:
+            receiver.changed.clear()
+            if ids <= set(receiver.terminal_per_call()):
+                return
+            await receiver.changed.wait()
+
+
+async def test_a_dead_nodes_calls_fail_once_elsewhere_and_its_queue_goes_to_the_others(
+        tmp_path: Path) -> None:
+    if reason := postgres_skip_reason():
+        pytest.fail(reason)  # make setup installs PostgreSQL: its absence is a broken setup
+    options = ClusterOptions(nodes=3, phones=9, lease_seconds=LEASE)
+    async with Cluster(tmp_path / "cluster", options, say=lambda _text: None) as cluster:
+        victim, survivors = cluster.nodes[0], cluster.nodes[1:]
+        feed = cluster.answer_feed()
+        for node in survivors:  # frozen: the first calls can only be node-0's
+            node.pause()
+        now = Load(cluster, total=3, rate=100.0, via=[victim])
+        await now.run()
+        async with asyncio.timeout(60):
+            answered = {(await feed.get()).rsplit("-", 1)[0] for _ in range(3)}
+        for node in survivors:
+            node.resume()
+        # queued through the victim's API, due after its death
+        later = Load(cluster, total=3, rate=100.0, via=[victim], schedule_in=2 * LEASE)
+        await later.run()
+        owners = await cluster.owners()
+        assert {owners.get(call_id) for call_id in answered} == {victim.node_id}
+        loop = asyncio.get_running_loop()
+        await victim.kill()
+        killed = loop.time()
+        await _terminal(cluster, answered)
+        handover = loop.time() - killed
+        # the failures are announced within a lease and a heartbeat or two (+ webhook send)
+        assert handover < 3 * LEASE, f"hand-over took {handover:.1f} s"
+        await _terminal(cluster, set(later.requested.values()))
+        rows = await cluster.call_rows()
+        history = await cluster.transitions()
+        registry = json.loads(subprocess.run(
+            [sys.executable, "-m", "ars_engine.cli", "nodes", "--json", "--config",
+             str(victim.config)], cwd=ROOT,
+            env=victim.env, capture_output=True, text=True, check=True).stdout)
+        assert cluster.receiver is not None
+        verdict = tally("cluster", requested={**now.requested, **later.requested}, refused=[],
+                        rows=rows, terminal_events=cluster.receiver.terminal_per_call(),
+                        invites=cluster.invites(),
+                        deliveries=cluster.receiver.deliveries,
+                        distinct_events=len(cluster.receiver.events))
+    print(f"hand-over of node-0's answered calls: {handover:.1f} s")
+    assert (verdict.lost, verdict.doubled, verdict.requested) == (0, 0, 6), verdict.problems
+    survivor_ids = {n.node_id for n in survivors}
+    for call_id in answered:
+        assert (rows[call_id]["state"], rows[call_id]["reason"]) == ("failed", "engine_restart")
+        ended = [(to, node) for cid, to, node, _ in history if cid == call_id and to == "failed"]
+        assert len(ended) == 1 and ended[0][1] in survivor_ids, ended
+    for call_id in later.requested.values():
+        assert (rows[call_id]["state"], rows[call_id]["outcome"]) == ("finished", "success")
+        dialed_by = {node for cid, to, node, _ in history if cid == call_id and to == "dialing"}
+        assert dialed_by <= survivor_ids and dialed_by, dialed_by
+    status = {r["node_id"]: r["status"] for r in registry}
+    assert status == {"node-0": "dead", "node-1": "alive", "node-2": "alive"}
