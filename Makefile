@@ -15,7 +15,7 @@ APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl /usr/share/fonts/truetype/nanum/N
 # (its README); plain Debian libraries, checked with dpkg.
 APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test lint bench reliability clean
 
 setup: system-packages $(STAMP)
 
@@ -48,9 +48,15 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The fault-injection suite at full size (docs/reliability.md): kill -9 of nodes 100 times,
+# PostgreSQL outages, webhook receiver down 3 min, lossy SIP/RTP, full recordings disk, AMI cuts
+# (with ../shared/asterisk). About 30 min; `make test` runs the same faults with small counts.
+reliability: setup
+	$(BIN)/python -m reliability.run
+
 lint: setup
-	$(BIN)/ruff check ars_engine tests bench
-	$(BIN)/mypy ars_engine
+	$(BIN)/ruff check ars_engine tests bench reliability
+	$(BIN)/mypy ars_engine reliability
 
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[test,bench]'

@@ -151,6 +151,8 @@ class ClusterOptions:
     recordings_dir: Path | None = None  # default: <work>/recordings
     keys: str = CODE  # what every phone keys in after the first prompt
     extra_service: str = ""  # more [service] lines for every node
+    tables: str = ""  # more TOML tables for every node (e.g. [asterisk])
+    env: dict[str, str] = field(default_factory=dict)  # more environment for the nodes
 
 
 @dataclass
@@ -210,7 +212,7 @@ class Cluster:
             self._routes[number] = f"sip:qa@{address[0]}:{address[1]}"
         recordings = o.recordings_dir or self.work / "recordings"
         env = {**os.environ, "ARS_DATABASE_URL": self.database_url,
-               "ARS_RECORDINGS_DIR": str(recordings), "PYTHONPATH": str(ROOT)}
+               "ARS_RECORDINGS_DIR": str(recordings), "PYTHONPATH": str(ROOT), **o.env}
         configs = [self._config(index, key_file) for index in range(o.nodes)]
         created = json.loads(await asyncio.to_thread(
             _cli, env, "tenants", "create", "bank", "--config", str(configs[0][0]), "--json",
@@ -242,7 +244,7 @@ class Cluster:
             f"lease_seconds = {o.lease_seconds}\npoll_seconds = {o.poll_seconds}\n"
             + o.extra_service +
             "[numbers]\n" + "".join(f'"{number}" = "{route}"\n'
-                                    for number, route in self._routes.items()),
+                                    for number, route in self._routes.items()) + o.tables,
             encoding="utf-8")
         return path, port
 

@@ -16,6 +16,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from .cluster import Cluster, ClusterOptions, Load
 from .relay import Impairment
 from .report import Tally, tally
+from .tcpcut import TcpCutter
 
 Say = Callable[[str], None]
 
@@ -210,7 +212,51 @@ async def disk_full(work: Path, size: Size, say: Say) -> Tally:
     return result
 
 
+async def ami_drop(work: Path, size: Size, say: Say) -> Tally:
+    """A node on the Asterisk backend (a real Asterisk 22, ../shared/asterisk) whose AMI
+    connection is cut every 2-5 s while calls flow (through a TCP relay that resets both sides);
+    the calls' scenarios run over FastAGI, which the cut does not touch."""
+    from tests.integration.asterisk_peer import AsteriskPeer, asterisk_skip_reason
+
+    if reason := asterisk_skip_reason():
+        return Tally("ami_drop", skipped=reason)
+    started = time.monotonic()
+    rng = random.Random(11)
+    socket_dir = Path(tempfile.mkdtemp(prefix="ars-ast-"))
+    peer = AsteriskPeer.configure(work / "asterisk", socket_dir)
+    cutter = TcpCutter((peer.ami_host, peer.ami_port))
+    try:
+        await peer.start()
+        await cutter.start()
+        options = ClusterOptions(
+            nodes=1, phones=6, extra_service='backend = "asterisk"\n',
+            env={"ARS_AMI_SECRET": peer.ami_secret},
+            tables=("[asterisk]\n"
+                    f'ami = "127.0.0.1:{cutter.port}"\nami_username = "{peer.ami_user}"\n'
+                    'ami_secret_env = "ARS_AMI_SECRET"\n'
+                    f'agi_listen = "127.0.0.1:{peer.agi_port}"\n'
+                    f'sounds_dir = "{peer.sounds_dir}"\n'
+                    'dial = "PJSIP/softphone/{target}"\nanswer_timeout = 10\n'))
+        async with Cluster(work, options, say) as cluster:
+            calls = max(6, size.ami_drops * 4)
+            load = Load(cluster, total=calls, rate=calls / (size.ami_drops * 3.5 + 2))
+            loader = asyncio.create_task(load.run())
+            for drop in range(1, size.ami_drops + 1):
+                await asyncio.sleep(rng.uniform(2.0, 5.0))  # the fault schedule
+                cut = cutter.cut()
+                say(f"  ami_drop: {drop}/{size.ami_drops} cuts ({cut} connection)")
+            await loader
+            result = await settle(cluster, load, SETTLE_SECONDS, "ami_drop", started)
+    finally:
+        await cutter.close()
+        await peer.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    result.facts["AMI cuts"] = cutter.cuts
+    result.facts["AMI connections"] = cutter.accepted
+    return result
+
+
 FAULTS: dict[str, Callable[[Path, Size, Say], Awaitable[Tally]]] = {
     "kill9": kill9, "pg_restart": pg_restart, "webhook_down": webhook_down, "lossy": lossy,
-    "disk_full": disk_full,
+    "disk_full": disk_full, "ami_drop": ami_drop,
 }

@@ -35,10 +35,17 @@ class Tally:
     problems: list[str] = field(default_factory=list)  # the first few lost/doubled, named
     facts: dict[str, Any] = field(default_factory=dict)  # what the fault did (kills, seconds…)
     seconds: float = 0.0
+    skipped: str | None = None  # why this fault could not run here (no Asterisk build…)
 
     @property
     def ok(self) -> bool:
+        """Nothing lost or doubled in a run that did something (a skipped fault is not ok,
+        but :attr:`failed` only when it ran)."""
         return self.lost == 0 and self.doubled == 0 and self.requested > 0
+
+    @property
+    def failed(self) -> bool:
+        return self.skipped is None and not self.ok
 
 
 def tally(fault: str, *, requested: dict[str, str], refused: list[str],
@@ -103,9 +110,10 @@ def table(tallies: list[Tally]) -> str:
             f"{'lost':>5} {'doubled':>7} {'redelivered':>11} {'seconds':>8}  verdict")
     lines = [head, "-" * len(head)]
     for t in tallies:
+        verdict = "SKIPPED" if t.skipped else "ok" if t.ok else "FAILED"
         lines.append(f"{t.fault:14} {t.requested:>9} {t.terminal:>8} {t.delivered_once:>14} "
                      f"{t.lost:>5} {t.doubled:>7} {t.redelivered:>11} {t.seconds:>8.0f}  "
-                     f"{'ok' if t.ok else 'FAILED'}")
+                     f"{verdict}")
     total = Tally("total")
     for t in tallies:
         for name in ("requested", "terminal", "delivered_once", "lost", "doubled",
@@ -115,8 +123,11 @@ def table(tallies: list[Tally]) -> str:
     lines.append(f"{'total':14} {total.requested:>9} {total.terminal:>8} "
                  f"{total.delivered_once:>14} {total.lost:>5} {total.doubled:>7} "
                  f"{total.redelivered:>11} {total.seconds:>8.0f}  "
-                 f"{'ok' if all(t.ok for t in tallies) else 'FAILED'}")
+                 f"{'FAILED' if any(t.failed for t in tallies) else 'ok'}")
     for t in tallies:
+        if t.skipped:
+            lines.append(f"\n{t.fault}: SKIPPED: {t.skipped}")
+            continue
         lines.append(f"\n{t.fault}: " + ", ".join(f"{k} {v}" for k, v in t.facts.items()))
         lines.append("  outcomes: " + ", ".join(f"{k} {v}" for k, v in
                                                 sorted(t.outcomes.items())))

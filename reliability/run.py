@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,8 @@ async def run(names: list[str], ci: bool, work: Path) -> list[Tally]:
         except Exception as exc:  # the fault could not run: a failure, named
             result = Tally(name)
             result.problems.append(f"could not run: {type(exc).__name__}: {exc}")
+        if result.skipped:
+            say(f"  {name}: SKIPPED: {result.skipped}")
         say(f"  {name}: requested {result.requested}, terminal {result.terminal}, delivered "
             f"once {result.delivered_once}, lost {result.lost}, doubled {result.doubled}")
         tallies.append(result)
@@ -44,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="keep logs and configs here (default: a temporary directory)")
     args = parser.parse_args(argv)
+    # the softphones and the receiver run in this process: only their errors are news here
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     work = args.work or Path(tempfile.mkdtemp(prefix="ars-reliability-"))
     tallies = asyncio.run(run(args.fault or list(FAULTS), args.ci, work))
     say("\n" + table(tallies))
-    ok = all(t.ok for t in tallies)
+    ok = not any(t.failed for t in tallies)
+    for t in tallies:
+        if t.skipped:
+            say(f"note: {t.fault} was skipped: {t.skipped}")
     if ok and args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     else:

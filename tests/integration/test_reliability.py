@@ -53,3 +53,13 @@ async def test_recordings_disk_full(tmp_path: Path) -> None:
     assert result.facts["bytes free"] == 0
     # no consent is reported as recorded when its recording could not be kept
     assert result.outcomes == {"finished/error": result.requested}
+
+
+async def test_ami_connection_cut_during_load(tmp_path: Path) -> None:
+    from tests.integration.asterisk_peer import asterisk_skip_reason
+
+    if reason := asterisk_skip_reason():
+        pytest.skip(reason)
+    result = await _run("ami_drop", tmp_path)
+    assert result.facts["AMI cuts"] == CI.ami_drops
+    assert result.facts["AMI connections"] == CI.ami_drops + 1  # reconnected after each cut
