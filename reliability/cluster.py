@@ -153,6 +153,8 @@ class ClusterOptions:
     extra_service: str = ""  # more [service] lines for every node
     tables: str = ""  # more TOML tables for every node (e.g. [asterisk])
     env: dict[str, str] = field(default_factory=dict)  # more environment for the nodes
+    # node index → (more [service] lines, more tables) for that node only
+    per_node: Callable[[int], tuple[str, str]] | None = None
 
 
 @dataclass
@@ -234,6 +236,7 @@ class Cluster:
         o = self.options
         port = free_port()
         path = self.work / f"node-{index}.toml"
+        service, tables = o.per_node(index) if o.per_node else ("", "")
         path.write_text(
             "[service]\n"
             f'listen = "127.0.0.1:{port}"\n'
@@ -242,9 +245,10 @@ class Cluster:
             f'site = "{"site-a" if index % 2 == 0 else "site-b"}"\n'
             f'secret_key_file = "{key_file}"\n'
             f"lease_seconds = {o.lease_seconds}\npoll_seconds = {o.poll_seconds}\n"
-            + o.extra_service +
+            + o.extra_service + service +
             "[numbers]\n" + "".join(f'"{number}" = "{route}"\n'
-                                    for number, route in self._routes.items()) + o.tables,
+                                    for number, route in self._routes.items())
+            + o.tables + tables,
             encoding="utf-8")
         return path, port
 

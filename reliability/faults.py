@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .cluster import Cluster, ClusterOptions, Load
 from .relay import Impairment
@@ -212,6 +213,17 @@ async def disk_full(work: Path, size: Size, say: Say) -> Tally:
     return result
 
 
+def asterisk_table(peer: Any, *, ami_port: int | None = None) -> str:
+    """The ``[asterisk]`` table of a node using ``peer`` (an AsteriskPeer), its AMI reached on
+    ``ami_port`` (default: Asterisk's own), calls dialled to the phones over PJSIP. The AMI
+    secret comes from ``ARS_AMI_SECRET`` in the node's environment."""
+    return ("[asterisk]\n"
+            f'ami = "127.0.0.1:{ami_port or peer.ami_port}"\nami_username = "{peer.ami_user}"\n'
+            'ami_secret_env = "ARS_AMI_SECRET"\n'
+            f'agi_listen = "127.0.0.1:{peer.agi_port}"\nsounds_dir = "{peer.sounds_dir}"\n'
+            'dial = "PJSIP/softphone/{target}"\nanswer_timeout = 10\n')
+
+
 async def ami_drop(work: Path, size: Size, say: Say) -> Tally:
     """A node on the Asterisk backend (a real Asterisk 22, ../shared/asterisk) whose AMI
     connection is cut every 2-5 s while calls flow (through a TCP relay that resets both sides);
@@ -231,12 +243,7 @@ async def ami_drop(work: Path, size: Size, say: Say) -> Tally:
         options = ClusterOptions(
             nodes=1, phones=6, extra_service='backend = "asterisk"\n',
             env={"ARS_AMI_SECRET": peer.ami_secret},
-            tables=("[asterisk]\n"
-                    f'ami = "127.0.0.1:{cutter.port}"\nami_username = "{peer.ami_user}"\n'
-                    'ami_secret_env = "ARS_AMI_SECRET"\n'
-                    f'agi_listen = "127.0.0.1:{peer.agi_port}"\n'
-                    f'sounds_dir = "{peer.sounds_dir}"\n'
-                    'dial = "PJSIP/softphone/{target}"\nanswer_timeout = 10\n'))
+            tables=asterisk_table(peer, ami_port=cutter.port))
         async with Cluster(work, options, say) as cluster:
             calls = max(6, size.ami_drops * 4)
             load = Load(cluster, total=calls, rate=calls / (size.ami_drops * 3.5 + 2))

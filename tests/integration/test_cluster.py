@@ -93,3 +93,45 @@ async def test_a_dead_nodes_calls_fail_once_elsewhere_and_its_queue_goes_to_the_
         assert dialed_by <= survivor_ids and dialed_by, dialed_by
     status = {r["node_id"]: r["status"] for r in registry}
     assert status == {"node-0": "dead", "node-1": "alive", "node-2": "alive"}
+
+
+async def test_a_node_on_asterisk_and_a_node_on_embedded_sip_share_one_queue(
+        tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    from reliability.faults import asterisk_table
+    from tests.integration.asterisk_peer import AsteriskPeer, asterisk_skip_reason
+
+    if reason := asterisk_skip_reason():
+        pytest.skip(reason)
+    socket_dir = Path(tempfile.mkdtemp(prefix="ars-ast-"))
+    peer = AsteriskPeer.configure(tmp_path / "asterisk", socket_dir)
+    await peer.start()
+    try:
+        def per_node(index: int) -> tuple[str, str]:  # node-0: Asterisk, node-1: its own SIP
+            if index == 0:
+                return 'backend = "asterisk"\n', asterisk_table(peer)
+            return "", ""
+
+        options = ClusterOptions(nodes=2, phones=8, lease_seconds=LEASE,
+                                 extra_service="max_calls = 2\n", per_node=per_node,
+                                 env={"ARS_AMI_SECRET": peer.ami_secret})
+        async with Cluster(tmp_path / "cluster", options, say=lambda _text: None) as cluster:
+            load = Load(cluster, total=8, rate=100.0)
+            await load.run()
+            await _terminal(cluster, set(load.requested.values()))
+            rows = await cluster.call_rows()
+            history = await cluster.transitions()
+            assert cluster.receiver is not None
+            verdict = tally("mixed", requested=load.requested, refused=[], rows=rows,
+                            terminal_events=cluster.receiver.terminal_per_call(),
+                            invites=cluster.invites(), deliveries=cluster.receiver.deliveries,
+                            distinct_events=len(cluster.receiver.events))
+    finally:
+        await peer.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    assert (verdict.lost, verdict.doubled) == (0, 0), verdict.problems
+    assert verdict.outcomes == {"finished/success": 8}
+    placed_by = {node for _cid, to, node, _ in history if to == "dialing"}
+    assert placed_by == {"node-0", "node-1"}  # both backends took calls from the one queue
