@@ -350,7 +350,8 @@ class Load:
     failovers: int = 0  # requests that needed another node or another try
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Post the calls on schedule; with ``stop``, until it is set (``total`` at most)."""
         headers = {"Authorization": f"Bearer {self.cluster.api_key}"}
         async with aiohttp.ClientSession(headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=10)) as http:
@@ -358,7 +359,13 @@ class Load:
             for index in range(self.total):
                 due = started + index / self.rate
                 delay = due - time.monotonic()
-                if delay > 0:
+                if stop is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(delay, 0)):
+                            await stop.wait()
+                    if stop.is_set():
+                        return
+                elif delay > 0:
                     await asyncio.sleep(delay)  # the load's schedule, not a synchronisation
                 await self._post(http, index)
 

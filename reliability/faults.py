@@ -46,6 +46,7 @@ FULL = Size(kills=100, pg_restarts=5, webhook_down_seconds=180.0, lossy_calls=60
 CI = Size(kills=3, pg_restarts=1, webhook_down_seconds=8.0, lossy_calls=6, disk_full_calls=3,
           ami_drops=2)
 
+KILL9_CALLS_PER_SECOND = 0.6  # the load during the kills (two nodes, 16 phones)
 SETTLE_SECONDS = 150.0  # after the load: the longest call plus a lease and the first retries
 CONSENT = {"merchant": "에이알에스 통신", "bank": "국민은행", "holder": "홍길동",
            "account_tail": "7890", "debit_day": "25", "amount": "50000"}
@@ -92,9 +93,9 @@ async def kill9(work: Path, size: Size, say: Say) -> Tally:
     rng = random.Random(8)
     options = ClusterOptions(nodes=2, phones=16)
     async with Cluster(work, options, say) as cluster:
-        calls = max(10, size.kills * 3)
-        load = Load(cluster, total=calls, rate=calls / (size.kills * 3.2 + 2))
-        loader = asyncio.create_task(load.run())
+        load = Load(cluster, total=100_000, rate=KILL9_CALLS_PER_SECOND)
+        done = asyncio.Event()
+        loader = asyncio.create_task(load.run(done))  # calls flow until the last kill
         handovers: list[float] = []
         for kill in range(1, size.kills + 1):
             await asyncio.sleep(rng.uniform(1.0, 4.0))  # the fault schedule
@@ -111,6 +112,7 @@ async def kill9(work: Path, size: Size, say: Say) -> Tally:
                 await victim.start()
             if kill % 10 == 0 or kill == size.kills:
                 say(f"  kill9: {kill}/{size.kills} kills, {len(load.requested)} calls posted")
+        done.set()
         await loader
         result = await settle(cluster, load, SETTLE_SECONDS, "kill9", started)
     result.facts["kills"] = size.kills
