@@ -15,7 +15,7 @@ APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl /usr/share/fonts/truetype/nanum/N
 # (its README); plain Debian libraries, checked with dpkg.
 APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
 
-.PHONY: setup system-packages demo test lint bench reliability clean
+.PHONY: setup system-packages demo test lint bench reliability fuzz clean
 
 setup: system-packages $(STAMP)
 
@@ -54,9 +54,15 @@ test: setup
 reliability: setup
 	$(BIN)/python -m reliability.run
 
+# Coverage-guided fuzzing of the parsers (docs/fuzzing.md): 10^6 inputs per target, two targets
+# at a time; crash inputs and libFuzzer logs in test-artifacts/fuzz/<target>/. `make test` runs
+# 20,000 inputs per target.
+fuzz: setup
+	$(BIN)/python -m fuzz.run --runs 1000000 --jobs 2
+
 lint: setup
-	$(BIN)/ruff check ars_engine tests bench reliability
-	$(BIN)/mypy ars_engine reliability
+	$(BIN)/ruff check ars_engine tests bench reliability fuzz
+	$(BIN)/mypy ars_engine reliability fuzz
 
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[test,bench]'

@@ -127,9 +127,10 @@ def _step_ref(r: Reader, top: Items, key: str,
               steps: set[str]) -> str | None:
     node = top[key][1]
     target = r.text(node, key)
-    if target is not None and steps and target not in steps:
-        r.error(node, "unknown-target",
-                f"{key}: there is no step '{target}'{suggest(target, steps)}")
+    if target is not None and target not in steps:
+        if steps:  # with no step ids at all, the error about the steps section says why
+            r.error(node, "unknown-target",
+                    f"{key}: there is no step '{target}'{suggest(target, steps)}")
         return None
     return target
 

@@ -155,6 +155,10 @@ class AmiConnection:
             if self._banner is None and self._expect_banner and not self._read_banner(out):
                 return out
             cut = buf.rfind(_END, self._scan)
+            while cut >= 2 and buf[cut - 2:cut] == b"\r\n":
+                # In a run of empty lines the message ends at the first CRLF CRLF, as when
+                # the run arrives in pieces; the rest is stray empty lines before the next.
+                cut -= 2
             if cut >= 0:
                 region = bytes(buf[:cut])
                 del buf[:cut + 4]
@@ -201,7 +205,9 @@ class AmiConnection:
             # smaller reads would have, then fail at it.
             at = base
             for piece in region.split(_END):
-                message = piece.strip(b"\r\n")  # stray empty lines are no part of it
+                # Stray empty lines before it are no part of it; a stray CR or LF after it is,
+                # as receive_data counts it while the message is incomplete.
+                message = piece.lstrip(b"\r\n")
                 if len(message) > self.max_message_size:
                     too_long = self._too_long(at + piece.index(message))
                     region = region[:at - base]
