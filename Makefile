@@ -15,7 +15,8 @@ APT_FILES := /usr/lib/postgresql/15/bin/pg_ctl /usr/share/fonts/truetype/nanum/N
 # (its README); plain Debian libraries, checked with dpkg.
 APT_LIBS := libssl3 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libuuid1 libedit2 libsrtp2-1
 
-.PHONY: setup system-packages demo test lint bench reliability fuzz clean
+.PHONY: setup system-packages demo test lint bench bench-quick reliability fuzz clean
+BENCH_ARGS ?=
 
 setup: system-packages $(STAMP)
 
@@ -64,18 +65,15 @@ lint: setup
 	$(BIN)/ruff check ars_engine tests bench reliability fuzz
 	$(BIN)/mypy ars_engine reliability fuzz
 
+# Every benchmark, each against its peer measured in the same run (bench/README.md keeps the
+# table with dates); a summary at the end. bench-quick: short smoke runs of the same.
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	$(BIN)/python bench/bench_interpreter.py
-	$(BIN)/python bench/bench_dtmf.py
-	$(BIN)/python bench/bench_rtp.py
-	$(BIN)/python bench/bench_sip_parse.py
-	$(BIN)/python bench/bench_rtp_streams.py
-	$(BIN)/python bench/bench_call_setup.py
-	$(BIN)/python bench/bench_dtmf_reaction.py
-	$(BIN)/python bench/bench_ami_parse.py
-	$(BIN)/python bench/bench_api.py
-	$(BIN)/python bench/bench_console.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+bench-quick: setup
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) prompts/.cache .pytest_cache .hypothesis

@@ -39,6 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import result  # noqa: E402
+
 from ars_engine.telephony.ami import AmiConnection, Event, typed  # noqa: E402
 
 TRANSCRIPTS = ROOT / "tests" / "transcripts" / "asterisk"
@@ -207,6 +209,9 @@ def main() -> None:
     ratio = theirs / ours
     print(f"ratio {ratio:.1f}×  ({'meets' if ratio >= TARGET_RATIO else 'MISSES'} the "
           f"{TARGET_RATIO:.0f}× target)")
+    result("ami_parse", messages / ours, "messages/s", "panoramisk 1.4", messages / theirs,
+           better="higher", ours_note=f"{1e6 * ours / messages:.2f} µs/message",
+           peer_note=f"{1e6 * theirs / messages:.2f} µs/message")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import result  # noqa: E402
+
 PASSWORD = "bench-password-1"
 
 
@@ -162,6 +164,9 @@ async def run(calls: int, repeat: int) -> None:
             ratio = results["console: history (50 rows)"] / \
                 results["peer: API GET /v1/calls (50 rows)"]
             print(f"  history page / API list: {ratio:.2f}×")
+            result("console_history_page", results["console: history (50 rows)"],
+                   "ms median", "API GET /v1/calls?limit=50",
+                   results["peer: API GET /v1/calls (50 rows)"], better="lower")
         await runner.cleanup()
         await store.close()
 
