@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ars_engine.telephony.rtp.packet import RtpPacket
-from ars_engine.telephony.rtp.session import RtpReceiver, RtpSender
+from ars_engine.telephony.rtp.session import DUPLICATE_WINDOW, RtpReceiver, RtpSender
 
 FRAME = bytes(160)
 
@@ -67,6 +67,17 @@ def test_start_is_required_before_deadlines() -> None:
 
 def stream(n: int, start_seq: int = 100) -> list[RtpPacket]:
     return [RtpPacket(0, (start_seq + i) & 0xFFFF, 160 * i, 42, FRAME) for i in range(n)]
+
+
+def test_receiver_finds_duplicates_far_behind_across_the_wrap_in_bounded_memory() -> None:
+    packets = stream(70_000, start_seq=60_000)  # the sequence number wraps at 65,536
+    rx = RtpReceiver()
+    for k, packet in enumerate(packets):
+        assert rx.feed(packet, 0.02 * k)
+    assert not rx.feed(packets[-1000], 0.0)  # 1,000 behind, across the wrap: a duplicate
+    assert not rx.feed(packets[-1], 0.0)
+    assert rx.stats.duplicates == 2 and rx.stats.received == 70_000
+    assert rx._window.bit_length() <= DUPLICATE_WINDOW  # the whole per-stream state
 
 
 def test_receiver_counts_loss_duplicates_and_reordering() -> None:

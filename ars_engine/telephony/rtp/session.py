@@ -98,6 +98,10 @@ class ReceiveStats:
     interarrival_ms: list[float] = field(default_factory=list)
 
 
+DUPLICATE_WINDOW = 1024  # sequence numbers behind the highest in which duplicates are found
+_WINDOW_MASK = (1 << DUPLICATE_WINDOW) - 1
+
+
 class RtpReceiver:
     """Tracks one incoming stream (one SSRC at a time; a new SSRC restarts the counters)."""
 
@@ -106,7 +110,9 @@ class RtpReceiver:
         self.stats = ReceiveStats()
         self.ssrc: int | None = None
         self._highest: int | None = None
-        self._seen: set[int] = set()
+        # bit i set: sequence number (highest - i) arrived; a window of DUPLICATE_WINDOW numbers
+        # (a 128-byte int per call, where a set of the numbers seen grew to ~240 KiB)
+        self._window = 0
         self._last_arrival: float | None = None
         self._last_transit: float | None = None
         self._keep = keep_interarrival
@@ -118,26 +124,28 @@ class RtpReceiver:
         if packet.ssrc != self.ssrc:
             self.ssrc = packet.ssrc
             self._highest = None
-            self._seen.clear()
+            self._window = 0
             self._last_transit = None
         seq = packet.sequence
-        if seq in self._seen:
-            s.duplicates += 1
-            return False
-        self._seen.add(seq)
-        if len(self._seen) > 4096:  # bounded memory: forget far-behind numbers
-            self._seen = {q for q in self._seen if abs(seq_distance(q, seq)) < 2048}
-        s.received += 1
         if self._highest is None:
-            self._highest = seq
+            self._highest, self._window = seq, 1
         else:
             gap = seq_distance(seq, self._highest)  # steps forward from the highest seen
             if gap > 0:
+                self._window = ((self._window << gap) | 1) & _WINDOW_MASK
                 s.lost += gap - 1
                 self._highest = seq
             else:
+                behind = -gap
+                if behind < DUPLICATE_WINDOW:
+                    if self._window >> behind & 1:
+                        s.duplicates += 1
+                        return False
+                    self._window |= 1 << behind
+                # older than the window: taken as a late packet (it cannot be told apart)
                 s.reordered += 1
                 s.lost = max(s.lost - 1, 0)  # a late packet fills a gap counted as lost
+        s.received += 1
         # RFC 3550 A.8: J += (|D| - J) / 16, D from transit-time differences.
         transit = arrival * self.clock_rate - packet.timestamp
         if self._last_transit is not None:
