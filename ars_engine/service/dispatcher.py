@@ -11,7 +11,8 @@ Rules (the store holds the truth; this object can be killed at any line):
   (by any node, or by the same node when it restarts under the same ``node_id``) and its webhook
   goes out, once.
 - Every write after the dial is fenced: it applies only if the call is still ours (lease owner)
-  and in the state we left it in.
+  and in the state we left it in (service/fenced.py); leases and recovery are in
+  service/leases.py.
 - Limits: this node runs at most ``max_calls`` at once and starts at most ``calls_per_second``
   (its trunk); a tenant has at most ``max_concurrent`` calls in progress across all nodes (the
   tenant row is locked while counting); one number is never dialed by two calls at once.
@@ -25,16 +26,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ArsError, StoreError
+from ..errors import ArsError
 from ..store import repo
 from ..store.models import (
-    ACTIVE_STATES,
     ANSWERED,
     CANCELED,
     DIALING,
@@ -45,17 +45,17 @@ from ..store.models import (
     Call,
 )
 from .backoff import RetryPolicy
+from .fenced import DispatcherStats
+from .leases import ENGINE_RESTART, LeaseKeeping
 from .limits import TokenBucket
 from .logs import log_context
 from .masking import DEFAULT_REGISTRY as SECRETS
 from .masking import SecretToken
-from .payloads import call_summary
 from .policy import DestinationRules, check_destination
 from .seal import SealError, unseal
 from .tasks import cancel_and_wait, finish_round
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from ..scenario.timeline import CallResult
     from ..telephony.outcomes import CallAttempt
@@ -63,17 +63,12 @@ if TYPE_CHECKING:
     from .nodes import NodeRegistry
     from .runtime import Services
 
+__all__ = ["ENGINE_RESTART", "Dialer", "Dispatcher", "DispatcherStats", "default_node_id"]
+
 log = logging.getLogger("ars_engine.dispatcher")
-ENGINE_RESTART = "engine_restart"
 CLAIM_FACTOR = 4  # rows looked at per free slot (some are skipped by tenant/number limits)
 SHUTDOWN_DRAIN_SECONDS = 30.0
-# A store write after the dial is tried again while the store is unreachable: the first retry
-# after STORE_RETRY_FIRST s, doubling up to STORE_RETRY_MAX; the answered mark for this long (the
-# callee hears silence meanwhile), the end of a call for up to a lease.
-STORE_RETRY_FIRST = 0.2
-STORE_RETRY_MAX = 2.0
-ANSWER_WRITE_BUDGET = 5.0
-FINISH_WRITE_BUDGET = 10.0  # or two leases if longer
+STOP_GRACE = 15.0  # seconds a loop gets to finish its round before it is cancelled
 
 
 class Dialer(Protocol):
@@ -99,16 +94,7 @@ class _Running:
     channel: Any = None  # the answered call's Channel until it is closed (RTP metrics)
 
 
-@dataclass(slots=True)
-class DispatcherStats:
-    claimed: int = 0
-    dialed: int = 0
-    recovered: int = 0
-    retried: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
-
-
-class Dispatcher:
+class Dispatcher(LeaseKeeping):
     """Places the store's due calls on ``backend``. ``start()`` / ``stop()``; ``wake()`` when a
     call was created; ``cancel(call_id)`` to stop a dial this node is making."""
 
@@ -205,9 +191,6 @@ class Dispatcher:
         running.canceled = True
         running.dial.cancel()
         return True
-
-    def _now(self) -> datetime:
-        return self.services.clock()
 
     # -- taking calls ------------------------------------------------------------------------------
 
@@ -439,214 +422,3 @@ class Dispatcher:
             key_id=services.keys.evidence_key_id)
         root = services.recordings_dir
         return (os.path.relpath(bundle.directory, root), os.path.relpath(bundle.audio_path, root))
-
-    # -- fenced writes -----------------------------------------------------------------------------
-
-    async def _update(self, call_id: str, expected: str | None, to_state: str, *,
-                      reason: str | None = None, answered: bool = False,
-                      retry_in: float | None = None, outcome: str | None = None,
-                      sip_status: int | None = None) -> bool:
-        """Move our call to ``to_state`` if it is still ours (and in ``expected`` when given).
-        While the store is unreachable the write is tried again for ``ANSWER_WRITE_BUDGET``
-        seconds (not for ``ringing``, which is only informative)."""
-        budget = 0.0 if to_state == RINGING else ANSWER_WRITE_BUDGET
-        return await self._retrying(call_id, budget, lambda: self._update_once(
-            call_id, expected, to_state, reason=reason, answered=answered, retry_in=retry_in,
-            outcome=outcome, sip_status=sip_status))
-
-    async def _update_once(self, call_id: str, expected: str | None, to_state: str, *,
-                           reason: str | None, answered: bool, retry_in: float | None,
-                           outcome: str | None, sip_status: int | None) -> bool:
-        now = self._now()
-        async with self.services.store.session() as s, s.begin():
-            call = await repo.get_call(s, None, call_id, lock=True)
-            if call is not None and call.state == to_state == ANSWERED and \
-                    call.lease_owner == self.node_id:
-                return True  # a repeat of a write whose commit went through
-            if not self._ours(call, expected):
-                return False
-            assert call is not None
-            if to_state == RINGING and call.state != DIALING:
-                return False
-            repo.transition(s, call, to_state, now, reason=reason, node=self.node_id)
-            if sip_status is not None:
-                call.sip_status = sip_status
-            if answered:
-                call.answered_at = now
-            if to_state == QUEUED:
-                call.lease_owner = call.lease_expires_at = None
-                call.not_before = now + timedelta(seconds=retry_in or 0)
-                call.outcome = outcome
-                repo.add_event(s, call, "call.retrying", call_summary(call), now)
-        self.on_write()
-        if to_state == QUEUED:
-            self.on_event()
-        return True
-
-    async def _retrying(self, call_id: str, budget: float,
-                        write: Callable[[], Awaitable[bool]]) -> bool:
-        """``write()``, tried again with backoff while the store raises StoreError, for up to
-        ``budget`` seconds; then that error. A write whose commit was lost mid-way is safe to
-        repeat: it is fenced (the call must still be ours and active)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        delay = STORE_RETRY_FIRST
-        while True:
-            try:
-                return await write()
-            except StoreError as exc:
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning("call %s: the store is unreachable (%s); trying again in %.1f s",
-                            call_id, exc, delay)
-            await asyncio.sleep(delay)  # backoff between attempts, nothing to wait for
-            delay = min(delay * 2, STORE_RETRY_MAX)
-
-    def _ours(self, call: Call | None, expected: str | None) -> bool:
-        if call is None or call.lease_owner != self.node_id or call.state not in ACTIVE_STATES:
-            log.warning("call %s: no longer held by this node; result dropped",
-                        call.id if call else "?")
-            return False
-        return expected is None or call.state == expected
-
-    async def _finish_safely(self, call_id: str, state: str, outcome: str, reason: str | None,
-                             **fields: Any) -> None:
-        """Record the end of our call. While the store is unreachable (a PostgreSQL restart or
-        failover) the write is tried again for up to two leases (at least
-        ``FINISH_WRITE_BUDGET`` s), the call still counted as running so that the heartbeat
-        keeps its lease; then recovery reports it as ``engine_restart``."""
-
-        async def write() -> bool:
-            async with self.services.store.session() as s, s.begin():
-                call = await repo.get_call(s, None, call_id, lock=True)
-                if call is None or not self._ours(call, None):
-                    return False
-                self._fail(s, call, self._now(), outcome, reason, state=state, **fields)
-                return True
-
-        try:
-            if not await self._retrying(call_id, max(2 * self.lease.total_seconds(),
-                                                     FINISH_WRITE_BUDGET), write):
-                return
-        except ArsError as exc:  # the lease lapses and recovery reports the call
-            log.error("call %s: cannot record the end of the call: %s", call_id, exc)
-            return
-        self.stats.finished[outcome] = self.stats.finished.get(outcome, 0) + 1
-        if self.metrics is not None:
-            self.metrics.call_finished(state, outcome)
-        self.on_write()
-        self.on_event()
-
-    def _fail(self, s: AsyncSession, call: Call, now: datetime, outcome: str,
-              reason: str | None, *, state: str = FAILED, **fields: Any) -> None:
-        """End ``call`` in ``state`` (failed, finished, canceled) with its webhook event."""
-        repo.transition(s, call, state, now, reason=reason or outcome, node=self.node_id)
-        call.outcome, call.reason, call.ended_at = outcome, reason, now
-        call.sealed_params = None  # the secrets' life ends with the call
-        call.lease_owner = call.lease_expires_at = None
-        for name, value in fields.items():
-            if value is not None:
-                setattr(call, name, value)
-        repo.add_event(s, call, f"call.{state}", call_summary(call), now)
-
-    def _count_finished(self, calls: Sequence[Call]) -> None:
-        """Count committed terminal writes (``_fail`` outside ``_finish_safely``)."""
-        if self.metrics is not None:
-            for call in calls:
-                self.metrics.call_finished(call.state, call.outcome)
-
-    # -- leases and recovery -----------------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        """Renew leases every lease/3, then recover dead nodes' calls. After a store outage
-        every node's leases may have lapsed at once: recovery waits 1.5 intervals after the
-        first good heartbeat, so that the nodes still alive renew theirs first."""
-        interval = self.lease.total_seconds() / 3
-        loop = asyncio.get_running_loop()
-        hold_until = 0.0
-        outage = False
-        while not self._halt.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._halt.wait()
-            if self._halt.is_set():
-                return
-            try:
-                await self._heartbeat()
-                if outage:
-                    outage, hold_until = False, loop.time() + 1.5 * interval
-                if loop.time() >= hold_until:
-                    await self.recover()
-            except ArsError as exc:
-                outage = True
-                log.error("dispatcher heartbeat: %s", exc)
-            except Exception:
-                log.exception("dispatcher heartbeat")
-
-    async def _heartbeat(self) -> None:
-        ids = list(self._running)
-        if not ids and self.registry is None:
-            return
-        now = self._now()
-        wanted: list[str] = []
-        async with self.services.store.session() as s, s.begin():
-            if self.registry is not None:
-                if not await self.registry.beat(s, now) and not self._stopping:
-                    log.critical("node %s: another process took over this node id (this one "
-                                 "was presumed dead): no new calls are taken here",
-                                 self.node_id)
-                    self._stopping = True
-                    self._wake.set()
-                await self.registry.release_dead(s, now)
-            if ids:
-                await repo.renew_leases(s, self.node_id, ids, now + self.lease)
-                wanted = await _cancel_requested(s, ids)
-        if ids:
-            self.on_write()
-        for call_id in wanted:
-            self.cancel(call_id)
-
-    async def recover(self, *, startup: bool = False) -> int:
-        """Finish as ``failed`` / ``engine_restart`` every call in progress whose node is gone
-        (lease expired; at startup also those leased to this node's id, which just died)."""
-        store = self.services.store
-        count = 0
-        while True:
-            now = self._now()
-            async with store.session() as s, s.begin():
-                calls = list(await repo.expired_calls(s, now, 100,
-                                                      skip_locked=store.is_postgresql))
-                if startup:
-                    calls += [c for c in await _leased_to(s, self.node_id, 100)
-                              if c.id not in self._running and c not in calls]
-                for call in calls:
-                    log.warning("call %s: its node (%s) stopped during the call; failed with "
-                                "reason %s", call.id, call.lease_owner, ENGINE_RESTART)
-                    self._fail(s, call, now, "error", ENGINE_RESTART)
-            self._count_finished(calls)
-            count += len(calls)
-            if len(calls) < 100:
-                break
-        if count:
-            self.stats.recovered += count
-            self.on_write()
-            self.on_event()
-        return count
-
-
-STOP_GRACE = 15.0  # seconds a loop gets to finish its round before it is cancelled
-
-
-async def _cancel_requested(s: AsyncSession, ids: Sequence[str]) -> list[str]:
-    from sqlalchemy import select
-
-    query = select(Call.id).where(Call.id.in_(ids), Call.cancel_requested.is_(True))
-    return list((await s.scalars(query)).all())
-
-
-async def _leased_to(s: AsyncSession, node: str, limit: int) -> Sequence[Call]:
-    from sqlalchemy import select
-
-    query = (select(Call).where(Call.state.in_(ACTIVE_STATES), Call.lease_owner == node)
-             .limit(limit).with_for_update())
-    return (await s.scalars(query)).all()
