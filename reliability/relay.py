@@ -157,49 +157,43 @@ class LossyRelay:
         if call_id is None:
             return
         self._engines.setdefault(call_id, source)
-        self._spawn(self._forward_to_phone(data, call_id, source))
+        self._spawn(self._forward(data, call_id, source, to_phone=True))
 
     def _from_phone(self, data: bytes, _source: tuple[str, int]) -> None:
         call_id = _call_id(data)
         engine = self._engines.get(call_id) if call_id else None
         if call_id is None or engine is None:
             return
-        self._spawn(self._forward_to_engine(data, call_id, engine))
+        self._spawn(self._forward(data, call_id, engine, to_phone=False))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _forward_to_phone(self, data: bytes, call_id: bytes,
-                                engine: tuple[str, int]) -> None:
+    async def _forward(self, data: bytes, call_id: bytes, engine: tuple[str, int], *,
+                       to_phone: bool) -> None:
+        """Rewrite the addresses ``data`` carries for the other side, give its SDP stream a
+        relay socket pair, and send it on through the impairment."""
         assert self._engine_side is not None and self._phone_side is not None
-        data = _swap_address(data, engine[1], self._phone_side.port)
-        data = _swap_address(data, self._engine_side.port, self.phone[1])
+        engine_side, phone_side = self._engine_side.port, self._phone_side.port
+        # (old, new) ports of 127.0.0.1: what one side calls the other, seen from this side
+        swaps = (((engine[1], phone_side), (engine_side, self.phone[1])) if to_phone else
+                 ((phone_side, engine[1]), (self.phone[1], engine_side)))
+        for old, new in swaps:
+            data = _swap_address(data, old, new)
         found = _M_AUDIO.search(data)
         if found:
             media = await self._media_for(call_id)
-            media.engine_port = int(found.group(1))
-            data = _M_AUDIO.sub(b"m=audio " + str(media.phone_side.port).encode(), data,
-                                count=1)
+            if to_phone:
+                media.engine_port, relay_port = int(found.group(1)), media.phone_side.port
+            else:
+                media.phone_port, relay_port = int(found.group(1)), media.engine_side.port
+            data = _M_AUDIO.sub(b"m=audio " + str(relay_port).encode(), data, count=1)
             data = _fix_length(data)
-        assert self._phone_side.transport is not None
-        self.impairment.send("sip", self._phone_side.transport, data, self.phone)
-
-    async def _forward_to_engine(self, data: bytes, call_id: bytes,
-                                 engine: tuple[str, int]) -> None:
-        assert self._engine_side is not None and self._phone_side is not None
-        data = _swap_address(data, self._phone_side.port, engine[1])
-        data = _swap_address(data, self.phone[1], self._engine_side.port)
-        found = _M_AUDIO.search(data)
-        if found:
-            media = await self._media_for(call_id)
-            media.phone_port = int(found.group(1))
-            data = _M_AUDIO.sub(b"m=audio " + str(media.engine_side.port).encode(), data,
-                                count=1)
-            data = _fix_length(data)
-        assert self._engine_side.transport is not None
-        self.impairment.send("sip", self._engine_side.transport, data, engine)
+        out = self._phone_side if to_phone else self._engine_side
+        assert out.transport is not None
+        self.impairment.send("sip", out.transport, data, self.phone if to_phone else engine)
 
     # -- RTP ----------------------------------------------------------------------------------
 
