@@ -251,13 +251,16 @@ class CallService:
         return Created(201, response)
 
     async def get(self, tenant_id: str, call_id: str) -> tuple[Call, list[Any]]:
-        """The call with its transitions and webhook events; NotFound for another tenant's."""
-        async with self.store.session() as s, s.begin():
-            call = await repo.get_call(s, tenant_id, call_id, transitions=True)
+        """The call with its transitions and webhook events; NotFound for another tenant's.
+        One unit of work (:meth:`Store.run`: one thread hop on SQLite, not one per query)."""
+
+        def unit(s: Session) -> tuple[Call, list[Any]]:
+            call = s.scalars(repo.call_query(tenant_id, call_id, transitions=True)).first()
             if call is None:
                 raise NotFound(f"no call {call_id!r}")
-            events = list(await repo.list_events(s, tenant_id, call_id=call_id))
-        return call, events
+            return call, list(s.scalars(repo.events_query(tenant_id, call_id=call_id)).all())
+
+        return await self.store.run(unit)
 
     async def cancel(self, tenant_id: str, call_id: str) -> Call:
         """Cancel a queued call at once; a call being dialed is asked to stop (its node hangs

@@ -136,9 +136,9 @@ def _row(obj: Any) -> dict[str, Any]:
     return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
 
 
-async def get_call(s: AsyncSession, tenant_id: str | None, call_id: str, *,
-                   transitions: bool = False, lock: bool = False) -> Call | None:
-    """A call of ``tenant_id`` (None: any tenant, for the engine's own use)."""
+def call_query(tenant_id: str | None, call_id: str, *, transitions: bool = False,
+               lock: bool = False) -> Select[Call]:
+    """The query of :func:`get_call` (also run on a sync session by ``Store.run`` units)."""
     query = select(Call).where(Call.id == call_id)
     if tenant_id is not None:
         query = query.where(Call.tenant_id == tenant_id)
@@ -146,7 +146,14 @@ async def get_call(s: AsyncSession, tenant_id: str | None, call_id: str, *,
         query = query.options(selectinload(Call.transitions))
     if lock:
         query = query.with_for_update()
-    return (await s.scalars(query)).first()
+    return query
+
+
+async def get_call(s: AsyncSession, tenant_id: str | None, call_id: str, *,
+                   transitions: bool = False, lock: bool = False) -> Call | None:
+    """A call of ``tenant_id`` (None: any tenant, for the engine's own use)."""
+    return (await s.scalars(call_query(tenant_id, call_id, transitions=transitions,
+                                       lock=lock))).first()
 
 
 def encode_cursor(created_at: datetime, call_id: str) -> str:
@@ -338,15 +345,21 @@ async def due_events(s: AsyncSession, now: datetime, limit: int, *, skip_locked:
     return (await s.scalars(query)).all()
 
 
-async def list_events(s: AsyncSession, tenant_id: str, *, call_id: str | None = None,
-                      status: str | None = None, limit: int = 100) -> Sequence[WebhookEvent]:
+def events_query(tenant_id: str, *, call_id: str | None = None, status: str | None = None,
+                 limit: int = 100) -> Select[WebhookEvent]:
+    """The query of :func:`list_events`, newest first."""
     query = select(WebhookEvent).where(WebhookEvent.tenant_id == tenant_id)
     if call_id:
         query = query.where(WebhookEvent.call_id == call_id)
     if status:
         query = query.where(WebhookEvent.status == status)
-    return (await s.scalars(query.order_by(WebhookEvent.created_at.desc(),
-                                           WebhookEvent.seq.desc()).limit(limit))).all()
+    return query.order_by(WebhookEvent.created_at.desc(), WebhookEvent.seq.desc()).limit(limit)
+
+
+async def list_events(s: AsyncSession, tenant_id: str, *, call_id: str | None = None,
+                      status: str | None = None, limit: int = 100) -> Sequence[WebhookEvent]:
+    return (await s.scalars(events_query(tenant_id, call_id=call_id, status=status,
+                                         limit=limit))).all()
 
 
 def iso(moment: datetime) -> str:
