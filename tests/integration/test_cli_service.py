@@ -95,7 +95,7 @@ def authenticated(cli: Cli, key: str) -> str | None:
 def test_db_upgrade_reaches_the_head_revision_and_is_idempotent(cli: Cli) -> None:
     first = cli.ok("db", "upgrade")
     assert first.strip() == (f"database sqlite+aiosqlite:///{cli.data_dir / 'ars.db'} "
-                             "at revision 0002")
+                             "at revision 0003")
     assert (cli.data_dir / "ars.db").is_file()
     assert cli.ok("db", "upgrade") == first
 
