@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Container
 from pathlib import Path
 
@@ -178,15 +177,8 @@ def _params(r: Reader, node: Node) -> dict[str, Param]:
         if "required" in items:
             flag = r.boolean(items["required"][1], f"{what}.required")
             required = bool(flag) if flag is not None else required
-        pattern = None
-        if "pattern" in items:
-            source = r.text(items["pattern"][1], f"{what}.pattern")
-            if source is not None:
-                try:
-                    pattern = re.compile(source)
-                except re.error as exc:
-                    r.error(items["pattern"][1], "invalid-value",
-                            f"{what}.pattern: not a regular expression: {exc}")
+        pattern = r.pattern(items["pattern"][1], f"{what}.pattern") if "pattern" in items \
+            else None
         description = (r.text(items["description"][1], f"{what}.description") or ""
                        ) if "description" in items else ""
         params[name] = Param(name, ptype, required, default, pattern, description,

@@ -8,6 +8,7 @@ the first one. PyYAML silently keeps the last of two equal keys; the reader repo
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -124,6 +125,19 @@ class Reader:
     def scalar(self, node: Node) -> Any:
         """The Python value of a scalar node (int, float, bool, None or str)."""
         return self._constructor.construct_object(node, deep=True)
+
+    def pattern(self, node: Node, what: str) -> re.Pattern[str] | None:
+        """A regular expression (``params.*.pattern``, ``check: pattern``); an error naming
+        ``what`` when it does not compile, whatever ``re`` raises (a bad syntax, a repetition
+        count beyond its limit, nesting too deep)."""
+        source = self.text(node, what)
+        if source is None:
+            return None
+        try:
+            return re.compile(source)
+        except (re.error, OverflowError, RecursionError) as exc:
+            self.error(node, "invalid-value", f"{what}: not a regular expression: {exc}")
+            return None
 
     def text(self, node: Node, what: str, *, allow_numbers: bool = False) -> str | None:
         """A text value. ``allow_numbers`` accepts 5 or 1.5 written unquoted (e.g. DTMF keys)."""

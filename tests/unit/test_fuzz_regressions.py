@@ -66,3 +66,25 @@ def test_a_run_of_empty_lines_ends_the_message_at_its_first_crlf_crlf() -> None:
     got, error = same_in_any_chunking(data, 50)
     assert error is None
     assert [type(x).__name__ for x in got] == ["Banner", "Event", "Event", "ConnectionClosed"]
+
+
+# -- scenario: a pattern re.compile refuses with something else than re.error --------------------
+HUGE = "^[0-9]{1" + "1" * 40 + ",2}$"  # the fuzzer's: a repetition count beyond re's limit
+PATTERN_CASES = [
+    (f"scenario: t\nparams:\n  day: {{type: digits, pattern: '{HUGE}'}}\n"
+     "steps:\n  s: {finish: {outcome: success}}\n", "parameter 'day'.pattern", 3),
+    ("scenario: t\nsteps:\n  s:\n    check: {value: '1', pattern: '" + HUGE + "'}\n"
+     "    on: {match: f, no_match: f}\n  f: {finish: {outcome: success}}\n",
+     "step 's': check.pattern", 4),
+]
+
+
+@pytest.mark.parametrize(("text", "what", "line"), PATTERN_CASES)
+def test_a_pattern_re_cannot_compile_is_an_error_at_its_place(text: str, what: str,
+                                                              line: int) -> None:
+    # re.compile raised OverflowError ("the repetition number is too large"), not re.error.
+    with pytest.raises(ScenarioInvalid) as info:
+        load_scenario_text(text)
+    errors = [e for e in info.value.errors if "not a regular expression" in e.message]
+    assert len(errors) == 1 and what in errors[0].message and errors[0].line == line
+    assert "repetition number is too large" in errors[0].message

@@ -57,13 +57,7 @@ class Check(Step):
         elif mode == "hash":
             self.against = ctx.variable(node, f"{what}.hash", Use.CHECK_HASH)
         elif mode == "pattern":
-            text = r.text(node, f"{what}.pattern")
-            if text is not None:
-                try:
-                    self.pattern = re.compile(text)
-                except re.error as exc:
-                    r.error(node, "invalid-value",
-                            f"{what}.pattern: not a regular expression: {exc}")
+            self.pattern = r.pattern(node, f"{what}.pattern")
         else:
             self._parse_remote(node, ctx, f"{what}.remote")
 
