@@ -291,20 +291,11 @@ def nodes(config_path: Path | None, as_json: bool) -> None:
     from datetime import timedelta
 
     from .service.nodes import list_nodes
-    from .store.db import Store
 
     settings = _settings(config_path)
     lease = timedelta(seconds=settings.service.lease_seconds)
-
-    async def work() -> list[Any]:
-        store = Store(settings.service.database_url)
-        try:
-            await store.upgrade()
-            return await list_nodes(store, datetime.now(UTC), lease)
-        finally:
-            await store.close()
-
-    views = _run(work)
+    views = _run(lambda: _with_store(settings, lambda s: list_nodes(s, datetime.now(UTC),
+                                                                      lease)))
     if as_json:
         click.echo(json.dumps([{
             "node_id": v.node_id, "site": v.site, "host": v.host, "pid": v.pid,

@@ -56,7 +56,6 @@ from .seal import SealError, unseal
 from .tasks import cancel_and_wait, finish_round
 
 if TYPE_CHECKING:
-
     from ..scenario.timeline import CallResult
     from ..telephony.outcomes import CallAttempt
     from .metrics import EngineMetrics

@@ -70,9 +70,9 @@ class StoreSnapshot:
     nodes: dict[str, int] = field(default_factory=dict)  # alive/dead/stopped → nodes
 
 
-def read_store(session: Session, now: datetime,
-               lease: timedelta = timedelta(seconds=30)) -> StoreSnapshot:
-    """Read every store-side series in one unit of work (a few aggregate queries)."""
+def read_store(session: Session, now: datetime, lease: timedelta) -> StoreSnapshot:
+    """Read every store-side series in one unit of work (a few aggregate queries); a node
+    without a heartbeat for ``lease`` counts as dead."""
     from .nodes import ALIVE, DEAD, STOPPED, node_status
 
     calls = {(state, outcome or ""): count for state, outcome, count in session.execute(

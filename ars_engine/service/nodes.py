@@ -173,10 +173,9 @@ async def _release_webhooks(s: AsyncSession, nodes: list[str]) -> None:
             lease_owner=None, lease_expires_at=None))
 
 
-async def list_nodes(store: Store, now: datetime, lease: timedelta) -> list[NodeView]:
+async def list_nodes(s: AsyncSession, now: datetime, lease: timedelta) -> list[NodeView]:
     """Every registered node with its status, alive first."""
-    async with store.session() as s:
-        rows = (await s.scalars(select(Node).order_by(Node.node_id))).all()
+    rows = (await s.scalars(select(Node).order_by(Node.node_id))).all()
     views = [NodeView(n.node_id, n.site, n.host, n.pid, n.started_at, n.heartbeat_at,
                       n.stopped_at, node_status(n, now, lease),
                       (now - n.heartbeat_at).total_seconds()) for n in rows]

@@ -111,7 +111,8 @@ async def test_statuses_alive_dead_stopped_and_the_webhook_leases_of_dead_nodes_
     async with store.session() as s:
         owners = {e.id: e.lease_owner for e in await s.scalars(select(WebhookEvent))}
     assert owners == {"e0": None, "e1": "node-a", "e2": "node-b"}  # only pending ones freed
-    views = await list_nodes(store, now, LEASE)
+    async with store.session() as s:
+        views = await list_nodes(s, now, LEASE)
     assert [(v.node_id, v.status) for v in views] == [
         ("node-a", ALIVE), ("node-b", DEAD), ("node-c", STOPPED)]
     assert views[1].heartbeat_age == pytest.approx(35.0)
