@@ -31,10 +31,11 @@ from typing import IO, Any
 import aiohttp
 
 from ars_engine.qa.receiver import WebhookReceiver
-from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
+from ars_engine.qa.softphone import AnswerFeed, Softphone, SoftphoneBehaviour, parse_cues
 from tests.pg_peer import PostgresServer, free_port, start_postgres
 
 from .relay import Impairment, LossyRelay
+from .report import Tally, tally
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = [sys.executable, "-m", "ars_engine.cli"]
@@ -173,7 +174,7 @@ class Cluster:
     receiver: WebhookReceiver | None = None
     api_key: str = ""
     _routes: dict[str, str] = field(default_factory=dict)  # number → the phone's SIP URI
-    _pumps: list[asyncio.Task[None]] = field(default_factory=list)
+    _feeds: list[AnswerFeed] = field(default_factory=list)
     _pg_dir: Path | None = None
 
     async def __aenter__(self) -> Cluster:
@@ -257,17 +258,24 @@ class Cluster:
         assert self.receiver is not None
         return self.receiver.url
 
-    def answer_feed(self) -> asyncio.Queue[str]:
-        """A queue of the SIP Call-IDs (``<call id>-<attempt>``) of calls as the phones answer
-        them, from now on (every phone's answers, merged)."""
-        merged: asyncio.Queue[str] = asyncio.Queue()
+    def answer_feed(self) -> AnswerFeed:
+        """The calls the phones answer from now on, merged (closed with the cluster)."""
+        feed = AnswerFeed(self.phones)
+        self._feeds.append(feed)
+        return feed
 
-        async def pump(phone: Softphone) -> None:
-            while True:
-                merged.put_nowait(await phone.answers.get())
-
-        self._pumps += [asyncio.create_task(pump(phone)) for phone in self.phones]
-        return merged
+    async def verdict(self, fault: str, *loads: Load,
+                      rows: dict[str, dict[str, Any]] | None = None) -> Tally:
+        """The tally of ``loads``' calls from the database (``rows`` if already read), the
+        receiver and the phones (reliability/report.py)."""
+        receiver = self.receiver
+        assert receiver is not None
+        return tally(fault, requested={k: v for load in loads for k, v in load.requested.items()},
+                     refused=[text for load in loads for text in load.refused],
+                     rows=rows if rows is not None else await self.call_rows(),
+                     terminal_events=receiver.terminal_per_call(), invites=self.invites(),
+                     deliveries=receiver.deliveries - receiver.bad_signatures,
+                     distinct_events=len(receiver.events))
 
     async def owners(self) -> dict[str, str]:
         """Call id → the node holding its lease (calls in progress only)."""
@@ -288,8 +296,8 @@ class Cluster:
         return [invite for phone in self.phones for invite in phone.invites]
 
     async def close(self) -> None:
-        for pump in self._pumps:
-            pump.cancel()
+        for feed in self._feeds:
+            feed.close()
         for node in self.nodes:
             if node.alive:
                 node.resume()  # a paused node must be able to take its SIGTERM

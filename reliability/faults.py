@@ -25,7 +25,7 @@ from typing import Any
 
 from .cluster import Cluster, ClusterOptions, Load
 from .relay import Impairment
-from .report import Tally, tally
+from .report import Tally
 from .tcpcut import TcpCutter
 
 Say = Callable[[str], None]
@@ -79,15 +79,10 @@ async def settle(cluster: Cluster, load: Load, idle: float, fault: str,
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(quiet_left):
                 await receiver.changed.wait()
-    rows = await cluster.call_rows()
-    result = tally(fault, requested=load.requested, refused=load.refused, rows=rows,
-                   terminal_events=receiver.terminal_per_call(), invites=cluster.invites(),
-                   deliveries=receiver.deliveries - receiver.bad_signatures,
-                   distinct_events=len(receiver.events))
+    result = await cluster.verdict(fault, load)
     result.facts["API fail-overs"] = load.failovers
     if receiver.bad_signatures:
         result.problems.append(f"{receiver.bad_signatures} webhooks with a bad signature")
-        result.doubled += 0  # not a double: a failure of its own, below
     result.seconds = time.monotonic() - started
     return result
 

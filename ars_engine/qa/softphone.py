@@ -324,3 +324,24 @@ class Softphone:
         path = self.recordings_dir / f"{_file_safe(timeline.call_id)}-heard.wav"
         await asyncio.to_thread(write_wav, path, heard)
         timeline.wav, timeline.heard_ms = str(path), len(heard) // 16
+
+
+class AnswerFeed:
+    """The calls several phones answer, merged, from now on (their ``answers`` queues):
+    ``await feed.call_ids(n)`` gives the ids of the next ``n`` calls answered, from SIP Call-IDs
+    ``<call id>-<attempt>`` as the engine's embedded backend writes them. ``close()`` stops."""
+
+    def __init__(self, phones: list[Softphone]) -> None:
+        self._merged: asyncio.Queue[str] = asyncio.Queue()
+        self._pumps = [asyncio.create_task(self._pump(phone)) for phone in phones]
+
+    async def _pump(self, phone: Softphone) -> None:
+        while True:
+            self._merged.put_nowait(await phone.answers.get())
+
+    async def call_ids(self, count: int) -> set[str]:
+        return {(await self._merged.get()).rsplit("-", 1)[0] for _ in range(count)}
+
+    def close(self) -> None:
+        for task in self._pumps:
+            task.cancel()

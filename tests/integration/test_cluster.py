@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from reliability.cluster import ROOT, Cluster, ClusterOptions, Load
-from reliability.report import tally
 from tests.pg_peer import postgres_skip_reason
 
 LEASE = 3.0
@@ -32,11 +31,7 @@ async def _terminal(cluster: Cluster, ids: set[str]) -> None:
     receiver = cluster.receiver
     assert receiver is not None
     async with asyncio.timeout(SETTLE):
-        while True:
-            receiver.changed.clear()
-            if ids <= set(receiver.terminal_per_call()):
-                return
-            await receiver.changed.wait()
+        await asyncio.gather(*(receiver.terminal(call_id) for call_id in ids))
 
 
 async def test_a_dead_nodes_calls_fail_once_elsewhere_and_its_queue_goes_to_the_others(
@@ -52,7 +47,7 @@ async def test_a_dead_nodes_calls_fail_once_elsewhere_and_its_queue_goes_to_the_
         now = Load(cluster, total=3, rate=100.0, via=[victim])
         await now.run()
         async with asyncio.timeout(60):
-            answered = {(await feed.get()).rsplit("-", 1)[0] for _ in range(3)}
+            answered = await feed.call_ids(3)
         for node in survivors:
             node.resume()
         # queued through the victim's API, due after its death
@@ -74,12 +69,7 @@ async def test_a_dead_nodes_calls_fail_once_elsewhere_and_its_queue_goes_to_the_
             [sys.executable, "-m", "ars_engine.cli", "nodes", "--json", "--config",
              str(victim.config)], cwd=ROOT,
             env=victim.env, capture_output=True, text=True, check=True).stdout)
-        assert cluster.receiver is not None
-        verdict = tally("cluster", requested={**now.requested, **later.requested}, refused=[],
-                        rows=rows, terminal_events=cluster.receiver.terminal_per_call(),
-                        invites=cluster.invites(),
-                        deliveries=cluster.receiver.deliveries,
-                        distinct_events=len(cluster.receiver.events))
+        verdict = await cluster.verdict("cluster", now, later, rows=rows)
     print(f"hand-over of node-0's answered calls: {handover:.1f} s")
     assert (verdict.lost, verdict.doubled, verdict.requested) == (0, 0, 6), verdict.problems
     survivor_ids = {n.node_id for n in survivors}
@@ -123,11 +113,7 @@ async def test_a_node_on_asterisk_and_a_node_on_embedded_sip_share_one_queue(
             await _terminal(cluster, set(load.requested.values()))
             rows = await cluster.call_rows()
             history = await cluster.transitions()
-            assert cluster.receiver is not None
-            verdict = tally("mixed", requested=load.requested, refused=[], rows=rows,
-                            terminal_events=cluster.receiver.terminal_per_call(),
-                            invites=cluster.invites(), deliveries=cluster.receiver.deliveries,
-                            distinct_events=len(cluster.receiver.events))
+            verdict = await cluster.verdict("mixed", load, rows=rows)
     finally:
         await peer.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from ars_engine.qa.receiver import WebhookReceiver
-from ars_engine.qa.softphone import Softphone, SoftphoneBehaviour, parse_cues
+from ars_engine.qa.softphone import AnswerFeed, Softphone, SoftphoneBehaviour, parse_cues
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = [sys.executable, "-m", "ars_engine.cli"]
@@ -119,24 +119,6 @@ async def _states(http: aiohttp.ClientSession, url: str, ids: list[str]) -> dict
     return found
 
 
-async def _answered(phones: list[Softphone], count: int) -> set[str]:
-    """Await ``count`` answers at the phones; the call ids answered (SIP Call-ID
-    ``<call id>-<attempt>``)."""
-    merged: asyncio.Queue[str] = asyncio.Queue()
-
-    async def pump(phone: Softphone) -> None:
-        while True:
-            merged.put_nowait(await phone.answers.get())
-
-    pumps = [asyncio.create_task(pump(phone)) for phone in phones]
-    try:
-        async with asyncio.timeout(RUN_TIMEOUT):
-            return {(await merged.get()).rsplit("-", 1)[0] for _ in range(count)}
-    finally:
-        for task in pumps:
-            task.cancel()
-
-
 @pytest.mark.integration
 async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_webhook(
         tmp_path: Path, phones: list[Softphone]) -> None:
@@ -175,16 +157,17 @@ async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_we
         in_flight, queued = ids[:IN_FLIGHT], ids[IN_FLIGHT:]
         # the phones answered (the engine may still be writing "answered": either way the
         # calls are in progress and must end as engine_restart)
-        assert await _answered(phones, IN_FLIGHT) == set(in_flight)
+        feed = AnswerFeed(phones)
+        try:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                assert await feed.call_ids(IN_FLIGHT) == set(in_flight)
+        finally:
+            feed.close()
         await engine.kill()  # mid-scenario: the callees are listening to the prompts
         await engine.start()
         await receiver.start()  # the core comes back: the outbox delivers everything
         async with asyncio.timeout(RUN_TIMEOUT):
-            while True:
-                receiver.changed.clear()
-                if set(receiver.terminal_per_call()) == set(ids):
-                    break
-                await receiver.changed.wait()
+            await asyncio.gather(*(receiver.terminal(call_id) for call_id in ids))
         states = await _states(http, url, ids)
         assert all(c["state"] in TERMINAL for c in states.values())
     finally:
