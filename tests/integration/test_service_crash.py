@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,67 +22,14 @@ import pytest
 
 from ars_engine.qa.receiver import WebhookReceiver
 from ars_engine.qa.softphone import AnswerFeed, Softphone, SoftphoneBehaviour, parse_cues
+from reliability.cluster import ENGINE, NodeProcess
+from tests.pg_peer import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE = [sys.executable, "-m", "ars_engine.cli"]
-START_TIMEOUT = 60.0
 RUN_TIMEOUT = 150.0
 TERMINAL = ("finished", "failed", "canceled")
 IN_FLIGHT = 3
 QUEUED = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Engine:
-    """``ars-engine serve`` as a subprocess."""
-
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
-        self.config, self.env, self.log = config, env, log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        out = self.log.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            *ENGINE, "--log-level", "INFO", "serve", "--config", str(self.config),
-            env=self.env, stdout=out, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
-        assert self.process.stderr is not None
-        async with asyncio.timeout(START_TIMEOUT):
-            while True:
-                line = await self.process.stderr.readline()
-                if not line:
-                    raise AssertionError(f"the engine exited at start: {self.log.read_text()}")
-                out.write(line)
-                if b"serving on" in line:
-                    break
-        self._drain = asyncio.create_task(self._copy(self.process.stderr, out))
-
-    @staticmethod
-    async def _copy(stream: asyncio.StreamReader, out: Any) -> None:
-        while line := await stream.readline():
-            out.write(line)
-            out.flush()
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-        await self._drain
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(40):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-            await self._drain
 
 
 @pytest.fixture
@@ -122,7 +66,7 @@ async def _states(http: aiohttp.ClientSession, url: str, ids: list[str]) -> dict
 @pytest.mark.integration
 async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_webhook(
         tmp_path: Path, phones: list[Softphone]) -> None:
-    api_port, hook_port = _free_port(), _free_port()
+    api_port, hook_port = free_port(), free_port()
     numbers = [f"+8210555{i:05d}" for i in range(len(phones))]
     config = tmp_path / "ars.toml"
     config.write_text(
@@ -137,7 +81,7 @@ async def test_kill_9_during_calls_then_restart_every_call_ends_once_with_one_we
     created = json.loads(_cli(env, "tenants", "create", "bank", "--config", str(config),
                               "--json"))
     url = f"http://127.0.0.1:{api_port}"
-    engine = Engine(config, env, tmp_path / "engine.log")
+    engine = NodeProcess(1, config, env, tmp_path / "engine.log", api_port)
     receiver = WebhookReceiver(created["webhook_secret"], port=hook_port,
                                path="/hook")  # down until after the restart
     http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {created['api_key']}"})
