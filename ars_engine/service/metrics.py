@@ -34,6 +34,7 @@ from ..errors import StoreError
 from ..store.models import FIRING, PENDING, QUEUED, Alert, Call, Node, WebhookEvent
 from .health import backend_health
 from .masking import DEFAULT_REGISTRY
+from .nodes import ALIVE, DEAD, STOPPED, node_status
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -73,8 +74,6 @@ class StoreSnapshot:
 def read_store(session: Session, now: datetime, lease: timedelta) -> StoreSnapshot:
     """Read every store-side series in one unit of work (a few aggregate queries); a node
     without a heartbeat for ``lease`` counts as dead."""
-    from .nodes import ALIVE, DEAD, STOPPED, node_status
-
     calls = {(state, outcome or ""): count for state, outcome, count in session.execute(
         select(Call.state, Call.outcome, func.count()).group_by(Call.state, Call.outcome))}
     due, oldest_due = session.execute(
